@@ -1,0 +1,550 @@
+"""Every message the actors exchange, in one place.
+
+Why one module: the same structs are the mailbox messages, the journal rows,
+the API schema and (later) the wire format. Keeping them together makes the
+schema reviewable in one read and lets a single test round-trip every type.
+
+Conventions
+-----------
+* Every message is a ``msgspec.Struct`` with ``frozen=True`` and a ``tag`` so a
+  union of messages decodes without ambiguity.
+* Columns inside batch messages are numpy arrays made read-only by
+  :func:`freeze`; receivers may keep views without copying and nobody can
+  mutate what another actor is reading.
+* ``*_seq`` fields are event-time sequence numbers, never wall-clock.
+  ``tick_seq`` counts ticks of one feed from 0; ``batch_seq`` counts batches.
+  Determinism and exactly-once both hang off them.
+* Wall-clock fields end in ``_wall_ns``; they are excluded from the journal
+  digest (see ``engine/journal.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+from typing import Any, Literal, Union
+
+import msgspec
+import numpy as np
+
+# --------------------------------------------------------------------------
+# Arrays inside messages
+
+
+def freeze(array: np.ndarray) -> np.ndarray:
+    """Return ``array`` marked read-only (a view; no copy)."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+_NDARRAY_EXT = 1
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        arr = np.ascontiguousarray(obj)
+        header = f"{arr.dtype.str}|{','.join(map(str, arr.shape))}".encode()
+        return msgspec.msgpack.Ext(_NDARRAY_EXT, len(header).to_bytes(2, "little") + header + arr.tobytes())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
+def _ext_hook(code: int, data: memoryview) -> Any:
+    if code != _NDARRAY_EXT:
+        raise NotImplementedError(f"unknown msgpack extension {code}")
+    hlen = int.from_bytes(data[:2], "little")
+    dtype, shape = bytes(data[2 : 2 + hlen]).decode().split("|")
+    dims = tuple(int(d) for d in shape.split(",") if d)
+    arr = np.frombuffer(bytes(data[2 + hlen :]), dtype=np.dtype(dtype)).reshape(dims)
+    return freeze(arr)
+
+
+def _json_enc_hook(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        arr = np.ascontiguousarray(obj)
+        return {"dtype": arr.dtype.str, "shape": list(arr.shape), "b64": base64.b64encode(arr.tobytes()).decode()}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
+def _dec_hook(typ: type, obj: Any) -> Any:
+    if typ is np.ndarray:
+        if isinstance(obj, np.ndarray):  # msgpack ext already decoded it
+            return obj
+        if isinstance(obj, dict) and {"dtype", "shape", "b64"} <= obj.keys():
+            arr = np.frombuffer(base64.b64decode(obj["b64"]), dtype=np.dtype(obj["dtype"]))
+            return freeze(arr.reshape(tuple(obj["shape"])))
+        if isinstance(obj, list):
+            return freeze(np.asarray(obj, dtype=np.float64))
+    raise NotImplementedError(f"cannot decode {typ!r}")
+
+
+class _Base(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """Base for every message: frozen, tagged by class name."""
+
+
+# --------------------------------------------------------------------------
+# Enumerations (string values so JSON and the journal stay readable)
+
+
+class Side(str, enum.Enum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class OrderType(str, enum.Enum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+
+
+class OrderStatus(str, enum.Enum):
+    INITIALIZED = "INITIALIZED"
+    DENIED = "DENIED"
+    SUBMITTED = "SUBMITTED"
+    ACCEPTED = "ACCEPTED"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    PENDING_CANCEL = "PENDING_CANCEL"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+
+
+class TradingState(str, enum.Enum):
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"
+    HALTED = "HALTED"
+
+
+class DenyReason(str, enum.Enum):
+    """Machine-readable pre-trade denial codes (stable: clients match on them)."""
+
+    UNKNOWN_INSTRUMENT = "UNKNOWN_INSTRUMENT"
+    INVALID_QUANTITY = "INVALID_QUANTITY"
+    MAX_ORDER_QTY = "MAX_ORDER_QTY"
+    MAX_NOTIONAL = "MAX_NOTIONAL"
+    MAX_POSITION = "MAX_POSITION"
+    PRICE_COLLAR = "PRICE_COLLAR"
+    RATE_LIMIT = "RATE_LIMIT"
+    DAILY_LOSS_LIMIT = "DAILY_LOSS_LIMIT"
+    DUPLICATE_CLIENT_ORDER_ID = "DUPLICATE_CLIENT_ORDER_ID"
+    STALE_MARKET_DATA = "STALE_MARKET_DATA"
+    NO_MARKET_DATA = "NO_MARKET_DATA"
+    INDICATOR_NOT_WARM = "INDICATOR_NOT_WARM"
+    TRADING_HALTED = "TRADING_HALTED"
+    REDUCING_ONLY = "REDUCING_ONLY"
+    KILL_SWITCH = "KILL_SWITCH"
+    SUPERSEDED = "SUPERSEDED"
+    INVALID_PRICE = "INVALID_PRICE"
+    JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
+
+
+# --------------------------------------------------------------------------
+# Market data path
+
+
+class TickBatch(_Base, frozen=True):
+    """A run of ticks of one symbol, as columns.
+
+    ``first_tick_seq`` is the feed-wide sequence number of row 0; row ``k`` is
+    tick ``first_tick_seq + k``. ``batch_seq`` numbers batches of one feed
+    from 0 and lets receivers drop duplicates after a restart.
+    """
+
+    feed: str
+    batch_seq: int
+    symbol: str
+    first_tick_seq: int
+    ts_ns: np.ndarray  # int64
+    price: np.ndarray  # float64
+    size: np.ndarray  # float64
+    side: np.ndarray | None = None  # int8: 1 buyer aggressor, -1 seller, 0 unknown
+    recv_wall_ns: int = 0
+
+    def __len__(self) -> int:
+        return int(self.price.shape[0])
+
+
+class IndicatorBatch(_Base, frozen=True):
+    """A TickBatch plus one aligned float64 column per configured indicator.
+
+    ``values`` maps an indicator key (e.g. ``"rsi_14"``) to its column; NaN
+    marks warm-up. Downstream actors never recompute an indicator.
+    """
+
+    feed: str
+    batch_seq: int
+    symbol: str
+    first_tick_seq: int
+    ts_ns: np.ndarray
+    price: np.ndarray
+    size: np.ndarray
+    values: dict[str, np.ndarray]
+    recv_wall_ns: int = 0
+
+    def __len__(self) -> int:
+        return int(self.price.shape[0])
+
+
+class BatchDone(_Base, frozen=True):
+    """Credit returned to the feed: ``consumer`` finished ``batch_seq``."""
+
+    feed: str
+    batch_seq: int
+    consumer: str
+
+
+class EndOfStream(_Base, frozen=True):
+    """The feed has no more data; ``last_tick_seq`` is the last tick sent (-1 if none)."""
+
+    feed: str
+    last_batch_seq: int
+    last_tick_seq: int
+
+
+class FeedStats(_Base, frozen=True):
+    feed: str
+    ticks: int
+    batches: int
+    rejected: int
+    rejected_by_reason: dict[str, int]
+    in_flight: int
+    credits: int
+    backpressure_waits: int
+    finished: bool
+
+
+# --------------------------------------------------------------------------
+# Orders
+
+
+class OrderRequest(_Base, frozen=True):
+    """A strategy's intent. ``decision_seq`` is the tick it was decided on;
+    a market order fills no earlier than tick ``decision_seq + 1``.
+    ``epoch`` lets safety and the venue drop orders a strategy decided on a
+    view it has since rolled back (see strategies/base.py)."""
+
+    client_order_id: str
+    strategy_id: str
+    symbol: str
+    side: Side
+    quantity: float
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    decision_seq: int = -1
+    decision_ts_ns: int = 0
+    epoch: int = 0
+    reduce_only: bool = False
+
+
+class OrderBatch(_Base, frozen=True):
+    """All orders one strategy decided within one indicator batch, in tick order."""
+
+    strategy_id: str
+    feed: str
+    batch_seq: int
+    orders: list[OrderRequest]
+    cancels: list[str] = []
+
+
+class CancelOrder(_Base, frozen=True):
+    client_order_id: str
+    requested_by: str = "api"
+
+
+class CancelAll(_Base, frozen=True):
+    symbol: str | None = None
+    requested_by: str = "api"
+
+
+class OrderDenied(_Base, frozen=True):
+    client_order_id: str
+    strategy_id: str
+    reason: DenyReason
+    detail: str = ""
+    epoch: int = 0
+    decision_seq: int = -1
+
+
+class OrderEvent(_Base, frozen=True):
+    """One state transition of one order, as journaled."""
+
+    client_order_id: str
+    strategy_id: str
+    symbol: str
+    status: OrderStatus
+    event_seq: int  # tick seq at which it happened (event time)
+    ts_ns: int
+    filled_qty: float = 0.0
+    avg_price: float = 0.0
+    venue_order_id: str = ""
+    reason: str = ""
+
+
+class Fill(_Base, frozen=True):
+    client_order_id: str
+    strategy_id: str
+    trade_id: str  # venue trade id: fills are deduplicated on it
+    symbol: str
+    side: Side
+    quantity: float
+    price: float
+    fee: float
+    event_seq: int
+    ts_ns: int
+
+
+class Order(_Base, frozen=True):
+    """The OrderActor's view of one order (what the API returns)."""
+
+    client_order_id: str
+    strategy_id: str
+    symbol: str
+    side: Side
+    quantity: float
+    order_type: OrderType
+    status: OrderStatus
+    limit_price: float | None = None
+    filled_qty: float = 0.0
+    avg_price: float = 0.0
+    decision_seq: int = -1
+    last_event_seq: int = -1
+    venue_order_id: str = ""
+    reason: str = ""
+
+
+class OrderUpdates(_Base, frozen=True):
+    """What the OrderActor tells a strategy after journaling: events, fills,
+    denials, and how far the venue has matched (``venue_watermark``: every
+    event with ``event_seq <= venue_watermark`` for orders it had received is
+    included here or in an earlier message)."""
+
+    strategy_id: str
+    events: list[OrderEvent] = []
+    fills: list[Fill] = []
+    denials: list[OrderDenied] = []
+    venue_watermark: int = -1
+
+
+class Position(_Base, frozen=True):
+    symbol: str
+    quantity: float
+    avg_price: float
+    realized_pnl: float
+    unrealized_pnl: float
+    fees: float
+    last_price: float
+
+
+class PnL(_Base, frozen=True):
+    realized_pnl: float
+    unrealized_pnl: float
+    fees: float
+    total: float
+    by_symbol: dict[str, Position] = {}
+
+
+# --------------------------------------------------------------------------
+# Trading state and control
+
+
+class TradingStateChanged(_Base, frozen=True):
+    state: TradingState
+    previous: TradingState
+    reason: str
+    ts_wall_ns: int = 0
+
+
+class SetTradingState(_Base, frozen=True):
+    state: TradingState
+    reason: str = ""
+    requested_by: str = "api"
+
+
+class KillSwitch(_Base, frozen=True):
+    """Halt at once, cancel every open order, optionally flatten."""
+
+    reason: str = "kill switch"
+    flatten: bool = False
+    requested_by: str = "api"
+
+
+class Flatten(_Base, frozen=True):
+    symbol: str | None = None
+    requested_by: str = "api"
+
+
+# --------------------------------------------------------------------------
+# Supervision and monitoring
+
+
+class Heartbeat(_Base, frozen=True):
+    """Supervisor -> child probe; the child answers with HeartbeatAck."""
+
+    nonce: int
+
+
+class HeartbeatAck(_Base, frozen=True):
+    name: str
+    nonce: int
+
+
+class ChildFailed(_Base, frozen=True):
+    name: str
+    kind: Literal["exception", "start_failure", "hung", "base_exception", "stopped"]
+    error: str
+    error_type: str = ""
+
+
+class SupervisorDecision(_Base, frozen=True):
+    supervisor: str
+    child: str
+    action: Literal["resume", "restart", "stop", "escalate", "pause_trading", "resume_trading"]
+    reason: str
+    restarts: int = 0
+    ts_wall_ns: int = 0
+
+
+class ActorStatus(_Base, frozen=True):
+    name: str
+    supervisor: str
+    status: Literal["starting", "running", "restarting", "stopped", "failed"]
+    restarts: int = 0
+    last_error: str = ""
+    last_error_wall_ns: int = 0
+    mailbox_depth: int = 0
+    processed: int = 0
+    dead_letters: int = 0
+
+
+class MetricsSnapshot(_Base, frozen=True):
+    ts_wall_ns: int
+    rss_bytes: int
+    cpu_percent: float
+    threads: int
+    open_fds: int
+    actors: list[ActorStatus] = []
+    rates: dict[str, float] = {}
+    counters: dict[str, float] = {}
+    latency_us: dict[str, dict[str, float]] = {}
+
+
+# --------------------------------------------------------------------------
+# Queries (asked with a timeout by the API and the CLI; answered by the owner)
+
+
+class GetOrders(_Base, frozen=True):
+    """OrderActor -> list[Order]; ``open_only`` filters terminal orders out."""
+
+    open_only: bool = False
+    limit: int = 1000
+
+
+class GetOrder(_Base, frozen=True):
+    """OrderActor -> Order | None."""
+
+    client_order_id: str
+
+
+class GetPositions(_Base, frozen=True):
+    """OrderActor -> list[Position]."""
+
+
+class GetPnL(_Base, frozen=True):
+    """OrderActor -> PnL."""
+
+
+class GetTradingState(_Base, frozen=True):
+    """SafetyActor -> TradingStateInfo."""
+
+
+class TradingStateInfo(_Base, frozen=True):
+    state: TradingState
+    reason: str
+    kill_switch: bool
+    since_wall_ns: int = 0
+
+
+class GetActorTree(_Base, frozen=True):
+    """Root supervisor -> list[ActorStatus] (whole tree, depth-first)."""
+
+
+class GetMetrics(_Base, frozen=True):
+    """MonitorActor -> MetricsSnapshot (latest sample)."""
+
+
+class SubmitResult(_Base, frozen=True):
+    """SafetyActor's answer to an OrderRequest that was *asked* (API, CLI)."""
+
+    client_order_id: str
+    accepted: bool
+    reason: str = ""
+    detail: str = ""
+
+
+# --------------------------------------------------------------------------
+# Journal-only records
+
+
+class StrategyLifecycle(_Base, frozen=True):
+    strategy_id: str
+    event: Literal["started", "stopped", "restarted", "failed"]
+    detail: str = ""
+
+
+class FeedCheckpoint(_Base, frozen=True):
+    """How far the feed is known to be fully processed (for --resume)."""
+
+    feed: str
+    batch_seq: int
+    last_tick_seq: int
+
+
+class ActorCheckpoint(_Base, frozen=True):
+    """An actor's state at a batch boundary, msgspec-encoded in ``state``."""
+
+    name: str
+    batch_seq: int
+    state: bytes
+
+
+Message = Union[
+    TickBatch, IndicatorBatch, BatchDone, EndOfStream, FeedStats,
+    OrderRequest, OrderBatch, CancelOrder, CancelAll, OrderDenied, OrderEvent,
+    Fill, Order, OrderUpdates, Position, PnL,
+    TradingStateChanged, SetTradingState, KillSwitch, Flatten,
+    Heartbeat, HeartbeatAck, ChildFailed, SupervisorDecision, ActorStatus,
+    MetricsSnapshot, GetOrders, GetOrder, GetPositions, GetPnL, GetTradingState,
+    TradingStateInfo, GetActorTree, GetMetrics, SubmitResult,
+    StrategyLifecycle, FeedCheckpoint, ActorCheckpoint,
+]  # fmt: skip
+
+ALL_MESSAGE_TYPES: tuple[type, ...] = Message.__args__  # type: ignore[attr-defined]
+
+_msgpack_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+_msgpack_decoder = msgspec.msgpack.Decoder(Message, dec_hook=_dec_hook, ext_hook=_ext_hook)
+_json_encoder = msgspec.json.Encoder(enc_hook=_json_enc_hook)
+_json_decoder = msgspec.json.Decoder(Message, dec_hook=_dec_hook)
+
+
+def to_msgpack(msg: Any) -> bytes:
+    return _msgpack_encoder.encode(msg)
+
+
+def from_msgpack(data: bytes, type: Any = None) -> Any:
+    if type is None:
+        return _msgpack_decoder.decode(data)
+    return msgspec.msgpack.decode(data, type=type, dec_hook=_dec_hook, ext_hook=_ext_hook)
+
+
+def to_json(msg: Any) -> bytes:
+    return _json_encoder.encode(msg)
+
+
+def from_json(data: bytes | str, type: Any = None) -> Any:
+    if type is None:
+        return _json_decoder.decode(data)
+    return msgspec.json.decode(data, type=type, dec_hook=_dec_hook)
