@@ -269,8 +269,17 @@ class Journal:
 
     @classmethod
     def open(cls, path: Path | str, *, synchronous: str = "NORMAL", readonly: bool = False,
-             fault_injector: FaultInjector | None = None, busy_timeout_ms: int = 2000) -> Journal:  # fmt: skip
+             fault_injector: FaultInjector | None = None, busy_timeout_ms: int = 2000,
+             max_pages: int | None = None) -> Journal:  # fmt: skip
         """Open (creating if needed, unless ``readonly``) the journal at ``path``.
+
+        ``fault_injector`` is called inside every write transaction just before
+        COMMIT; whatever sqlite3 error it raises is handled exactly like a real
+        one (tests use it). ``busy_timeout_ms`` is how long a write waits for
+        another connection's lock before failing with kind ``locked``.
+        ``max_pages`` caps the database size in pages (SQLite's
+        ``max_page_count``); a write beyond it fails for real with SQLITE_FULL,
+        kind ``disk_full``, like a full disk would.
 
         Raises :class:`JournalError`: ``schema`` for a journal written by a newer
         version, ``corrupt`` for a file that is not a journal, ``io`` when the
@@ -297,6 +306,8 @@ class Journal:
             raise JournalError(classify_error(exc), f"{path}: cannot open: {exc}") from None
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            if max_pages is not None:
+                conn.execute(f"PRAGMA max_page_count = {int(max_pages)}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise JournalError("schema", f"{path}: journal schema version {version} is newer than this engine "
