@@ -260,6 +260,7 @@ class Journal:
         self._conn = conn
         self._lock = threading.Lock()
         self._failed: JournalError | None = None
+        self._failed_reason = ""
         self._closed = False
         self._last_seq = 0
         self._hash = hashlib.sha256()
@@ -408,7 +409,7 @@ class Journal:
         except (sqlite3.Error, OSError) as exc:
             self._rollback()
             err = JournalError(classify_error(exc), f"{self.path}: {what} failed: {exc}")
-            self._failed = err
+            self._failed, self._failed_reason = err, f"{what} failed: {exc}"
             raise err from None
 
     def _rollback(self) -> None:
@@ -422,7 +423,7 @@ class Journal:
         if self._closed:
             raise JournalError("io", f"{self.path}: journal is closed")
         if self._failed is not None:
-            raise JournalError(self._failed.kind, f"{self.path}: journal stopped after an earlier failure: {self._failed.detail}")
+            raise JournalError(self._failed.kind, f"{self.path}: journal stopped after an earlier failure, {self._failed_reason}")
 
     # ---------------------------------------------------------------- read
 
