@@ -27,8 +27,11 @@ Conventions (TA-Lib 0.6 / python ``ta-lib`` 0.8, checked by the tests)
   then ``ema = (x - ema)*k + ema``.
 * Bollinger: middle = SMA(n); deviation = population standard deviation from
   the running sum of squares, ``sqrt(mean(x^2) - middle^2)``, read as 0 when
-  that variance is below 1e-8 (TA-Lib's ``TA_IS_ZERO_OR_NEG``); upper/lower
-  = middle +/- k * deviation.
+  upper/lower = middle +/- k * deviation. The variance is computed from sums
+  of deviations from a re-anchored level (see the kernel), so it is accurate
+  where a raw sum of squares cancels; a variance below 1e-12 of the mean
+  squared deviation from the anchor is rounding noise and reads as 0 (flat
+  windows give exactly zero width, as in TA-Lib).
 * MACD: slow EMA seeded with the SMA of the first ``slow`` values; the fast
   EMA is seeded, as TA-Lib does, with the SMA of the ``fast`` values *ending
   at index slow-1* (not of the first ``fast`` values); signal = EMA(g) of the
@@ -224,7 +227,8 @@ def _bollinger_kernel(x, upper, middle, lower, st, period, k):  # pragma: no cov
                 s1 += d
                 s2 += d * d
                 mean1 = s1 / period
-                var = s2 / period - mean1 * mean1
+                mean2 = s2 / period
+                var = mean2 - mean1 * mean1
                 old = st[base + head]
                 total -= old
                 d = old - anchor
@@ -241,7 +245,7 @@ def _bollinger_kernel(x, upper, middle, lower, st, period, k):  # pragma: no cov
                         d = st[base + j] - anchor
                         s1 += d
                         s2 += d * d
-                dev = math.sqrt(var) if var > 1e-14 * mid * mid else 0.0
+                dev = math.sqrt(var) if var > 1e-12 * mean2 else 0.0
                 width = dev * k
                 lm = mid
                 lu = mid + width
