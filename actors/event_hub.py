@@ -1,0 +1,111 @@
+"""EventHub: the engine's live event bus for the API (dashboard, SSE).
+
+Why an actor: engine actors *tell* it what happened (order events, fills,
+state changes, supervisor decisions, metrics) and go on; the hub does the
+fan-out on its own thread, so a slow or broken consumer can never slow the
+trading path. It keeps a bounded ring of recent events so a new dashboard
+starts with context, and the latest metrics and trading state.
+
+Subscribers are callbacks; the list is copy-on-write behind a tiny lock, so
+fan-out reads it without locking and ``unsubscribe`` may be called from any
+thread. A callback must be cheap and non-blocking (the API's one puts the
+event into a bounded per-client channel); a callback that raises is dropped.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from typing import Any, Callable
+
+from loguru import logger
+
+from actors.base import EngineActor, handles
+from actors.directory import Directory
+from engine.messages import (
+    Fill,
+    MetricsSnapshot,
+    OrderDenied,
+    OrderEvent,
+    OrderUpdates,
+    SupervisorDecision,
+    TradingStateChanged,
+)
+
+EVENT_TYPES = (OrderEvent, Fill, OrderDenied, TradingStateChanged, SupervisorDecision, MetricsSnapshot)
+Callback = Callable[[Any], None]
+
+
+class EventHub(EngineActor):
+    def __init__(self, name: str = "events", directory: Directory | None = None, supervisor: str | None = None,
+                 capacity: int = 500):  # fmt: skip
+        super().__init__(name, directory if directory is not None else Directory(), supervisor)
+        self._recent: collections.deque = collections.deque(maxlen=capacity)
+        self._last_metrics: MetricsSnapshot | None = None
+        self._last_state: TradingStateChanged | None = None
+        self._subscribers: tuple[Callback, ...] = ()
+        self._lock = threading.Lock()
+        self.published = 0
+
+    # -- what the engine tells us
+    @handles(OrderUpdates)
+    def on_order_updates(self, msg: OrderUpdates) -> None:
+        for item in (*msg.events, *msg.fills, *msg.denials):
+            self._publish(item)
+
+    @handles(OrderEvent, Fill, OrderDenied, SupervisorDecision)
+    def on_event(self, msg: Any) -> None:
+        self._publish(msg)
+
+    @handles(TradingStateChanged)
+    def on_state(self, msg: TradingStateChanged) -> None:
+        self._last_state = msg
+        self._publish(msg)
+
+    @handles(MetricsSnapshot)
+    def on_metrics(self, msg: MetricsSnapshot) -> None:
+        # Metrics are a stream of samples, not history: keep the latest, don't flood the ring.
+        self._last_metrics = msg
+        self._fan_out(msg)
+
+    # -- subscribers (call through a proxy to get replay ordered with live events)
+    def subscribe(self, callback: Callback, replay: bool = True) -> Callable[[], None]:
+        """Register ``callback``; with ``replay`` it first receives the recent ring and the
+        latest state and metrics. Returns an idempotent, thread-safe ``unsubscribe``."""
+        if replay:
+            for event in self.recent():
+                callback(event)
+        with self._lock:
+            self._subscribers = (*self._subscribers, callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._subscribers = tuple(cb for cb in self._subscribers if cb is not callback)
+
+        return unsubscribe
+
+    def recent(self) -> list[Any]:
+        events: list[Any] = list(self._recent)
+        if self._last_state is not None and self._last_state not in events:
+            events.insert(0, self._last_state)
+        if self._last_metrics is not None:
+            events.append(self._last_metrics)
+        return events
+
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    # -- internals
+    def _publish(self, event: Any) -> None:
+        self._recent.append(event)
+        self._fan_out(event)
+
+    def _fan_out(self, event: Any) -> None:
+        self.published += 1
+        for callback in self._subscribers:  # a snapshot: no lock on the hot path
+            try:
+                callback(event)
+            except Exception as exc:  # noqa: BLE001 - a broken consumer must not break the hub
+                logger.warning("event subscriber {!r} failed ({!r}); unsubscribed", callback, exc)
+                with self._lock:
+                    self._subscribers = tuple(cb for cb in self._subscribers if cb is not callback)

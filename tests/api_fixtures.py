@@ -1,0 +1,237 @@
+"""Shared helpers for the API tests: a small fake engine that answers the real messages.
+
+The fakes are real pykka actors registered in a real Directory, so the API is
+exercised through the same seams as in the engine (ask_future + bridge).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+
+from actors.base import EngineActor, handles
+from actors.directory import Directory
+from actors.event_hub import EventHub
+from engine.config import ApiSection, Config, EngineSection
+from engine.messages import (
+    ActorStatus,
+    CancelOrder,
+    Fill,
+    Flatten,
+    GetActorTree,
+    GetMetrics,
+    GetOrder,
+    GetOrders,
+    GetPnL,
+    GetPositions,
+    GetTradingState,
+    KillSwitch,
+    MetricsSnapshot,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    PnL,
+    Position,
+    SetTradingState,
+    Side,
+    SubmitResult,
+    TradingState,
+    TradingStateChanged,
+    TradingStateInfo,
+)
+
+SECRET = "test-secret-" + "x7Qp" * 12  # 60 bytes, not a default
+PASSWORD = "correct horse battery staple"
+
+
+class FakeOrders(EngineActor):
+    def __init__(self, directory: Directory):
+        super().__init__("orders", directory)
+        self.orders: dict[str, Order] = {}
+        self.realized = 0.0
+
+    @handles(GetOrders)
+    def get_orders(self, msg: GetOrders) -> list[Order]:
+        return list(self.orders.values())[-msg.limit :]
+
+    @handles(GetOrder)
+    def get_order(self, msg: GetOrder) -> Order | None:
+        return self.orders.get(msg.client_order_id)
+
+    @handles(OrderRequest)
+    def add(self, msg: OrderRequest) -> None:
+        self.orders[msg.client_order_id] = Order(
+            client_order_id=msg.client_order_id, strategy_id=msg.strategy_id, symbol=msg.symbol, side=msg.side,
+            quantity=msg.quantity, order_type=msg.order_type, status=OrderStatus.ACCEPTED, limit_price=msg.limit_price,
+        )  # fmt: skip
+
+    @handles(Fill)
+    def fill(self, msg: Fill) -> None:
+        self.realized += msg.quantity * 0.01
+
+    @handles(GetPositions)
+    def positions(self, msg: GetPositions) -> list[Position]:
+        return [Position(symbol="SYN", quantity=10, avg_price=100.0, realized_pnl=self.realized, unrealized_pnl=1.5, fees=0.1, last_price=100.15)]
+
+    @handles(GetPnL)
+    def pnl(self, msg: GetPnL) -> PnL:
+        pos = self.positions(GetPositions())[0]
+        return PnL(realized_pnl=self.realized, unrealized_pnl=1.5, fees=0.1, total=self.realized + 1.4, by_symbol={"SYN": pos})
+
+
+class FakeSafety(EngineActor):
+    """Trading state, kill switch, and order checks (max qty 1000) like the real SafetyActor's contract."""
+
+    def __init__(self, directory: Directory):
+        super().__init__("safety", directory)
+        self.state = TradingState.ACTIVE
+        self.reason = ""
+        self.killed = False
+        self.requests: list = []
+
+    def _info(self) -> TradingStateInfo:
+        return TradingStateInfo(state=self.state, reason=self.reason, kill_switch=self.killed, since_wall_ns=1)
+
+    def _set(self, state: TradingState, reason: str) -> TradingStateInfo:
+        previous, self.state, self.reason = self.state, state, reason
+        self.directory.tell("events", TradingStateChanged(state=state, previous=previous, reason=reason))
+        return self._info()
+
+    @handles(GetTradingState)
+    def get(self, msg: GetTradingState) -> TradingStateInfo:
+        return self._info()
+
+    @handles(SetTradingState)
+    def set(self, msg: SetTradingState) -> TradingStateInfo:
+        self.requests.append(msg)
+        if msg.state == TradingState.ACTIVE:
+            self.killed = False
+        return self._set(msg.state, msg.reason)
+
+    @handles(KillSwitch)
+    def kill(self, msg: KillSwitch) -> TradingStateInfo:
+        self.requests.append(msg)
+        self.killed = True
+        return self._set(TradingState.HALTED, msg.reason)
+
+    @handles(Flatten)
+    def flatten(self, msg: Flatten) -> TradingStateInfo:
+        self.requests.append(msg)
+        return self._info()
+
+    @handles(OrderRequest)
+    def submit(self, msg: OrderRequest) -> SubmitResult:
+        self.requests.append(msg)
+        if self.state == TradingState.HALTED:
+            return SubmitResult(client_order_id=msg.client_order_id, accepted=False, reason="TRADING_HALTED")
+        if msg.quantity > 1000:
+            return SubmitResult(client_order_id=msg.client_order_id, accepted=False, reason="MAX_ORDER_QTY", detail="qty > 1000")
+        self.directory.tell("orders", msg)
+        return SubmitResult(client_order_id=msg.client_order_id, accepted=True)
+
+    @handles(CancelOrder)
+    def cancel(self, msg: CancelOrder) -> SubmitResult:
+        self.requests.append(msg)
+        return SubmitResult(client_order_id=msg.client_order_id, accepted=False, reason="UNKNOWN_ORDER")
+
+
+class FakeRoot(EngineActor):
+    def __init__(self, directory: Directory):
+        super().__init__("root", directory)
+
+    @handles(GetActorTree)
+    def tree(self, msg: GetActorTree) -> list[ActorStatus]:
+        names = self.directory.names()
+        return [ActorStatus(name=n, supervisor="root", status="running", restarts=1 if n == "orders" else 0,
+                            last_error="ValueError('boom')" if n == "orders" else "", mailbox_depth=0) for n in names]  # fmt: skip
+
+
+class FakeMonitor(EngineActor):
+    """Counters that grow on every sample, like a running engine's."""
+
+    def __init__(self, directory: Directory):
+        super().__init__("monitor", directory)
+        self.samples = 0
+
+    @handles(GetMetrics)
+    def get(self, msg: GetMetrics) -> MetricsSnapshot:
+        return self.sample()
+
+    def sample(self) -> MetricsSnapshot:
+        self.samples += 1
+        n = self.samples
+        return MetricsSnapshot(
+            ts_wall_ns=time.time_ns(), rss_bytes=100_000_000 + n * 4096, cpu_percent=12.5 + n % 7, threads=12, open_fds=20,
+            actors=[ActorStatus(name="orders", supervisor="root", status="running", restarts=1, mailbox_depth=n % 3)],
+            rates={"ticks_per_s": 50_000.0 + 100 * n}, counters={"ticks": 1000.0 * n, "orders.FILLED": float(n), "rejects.MAX_ORDER_QTY": 2.0},
+            latency_us={"tick_to_order": {"p50": 40.0 + n % 5, "p99": 180.0, "max": 900.0}},
+        )  # fmt: skip
+
+
+class FakeEngine:
+    """Directory + fake actors + EventHub; ``start_feed()`` makes numbers move (for SSE and the browser)."""
+
+    def __init__(self, with_hub: bool = True):
+        self.directory = Directory()
+        self.refs = {}
+        for cls in (FakeOrders, FakeSafety, FakeRoot, FakeMonitor):
+            ref = cls.start(self.directory)
+            self.directory.register(ref.proxy().name.get(), ref)
+        if with_hub:
+            self.directory.register("events", EventHub.start("events", self.directory))
+        self._stop = threading.Event()
+        self._feed: threading.Thread | None = None
+
+    def start_feed(self, interval_s: float = 0.1) -> None:
+        monitor = self.directory.ref("monitor").proxy()
+
+        def run() -> None:
+            seq = 0
+            while not self._stop.wait(interval_s):  # pacing a producer, not synchronizing a test
+                seq += 1
+                fill = Fill(client_order_id=f"c{seq}", strategy_id="rsi_mr", trade_id=f"t{seq}", symbol="SYN",
+                            side=Side.BUY if seq % 2 else Side.SELL, quantity=10.0, price=100.0 + seq % 5 * 0.01,
+                            fee=0.01, event_seq=seq, ts_ns=seq)  # fmt: skip
+                self.directory.tell("orders", fill)
+                self.directory.tell("events", fill)
+                try:
+                    self.directory.tell("events", monitor.sample().get(timeout=2))
+                except Exception:  # noqa: BLE001 - engine stopping
+                    return
+
+        self._feed = threading.Thread(target=run, daemon=True, name="fake-feed")
+        self._feed.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._feed:
+            self._feed.join(5)
+        import pykka
+
+        for name in list(self.directory.names()):
+            ref = self.directory.ref(name)
+            if ref is not None:
+                try:
+                    ref.stop(timeout=5)
+                except pykka.ActorDeadError:
+                    pass
+
+
+def make_config(tmp_path: Path, **api: object) -> Config:
+    return Config(engine=EngineSection(data_dir=str(tmp_path / "data")), api=ApiSection(port=0, users_file=str(tmp_path / "users.json"), **api))  # type: ignore[arg-type]
+
+
+def add_users(cfg: Config) -> None:
+    from engine.api.users import UserStore
+
+    store = UserStore(Path(cfg.api.users_file))
+    for name, role in (("alice", "admin"), ("tom", "trader"), ("vic", "viewer")):
+        store.add(name, role, PASSWORD)
+
+
+def decode(body: bytes) -> object:
+    return msgspec.json.decode(body)
