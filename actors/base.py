@@ -1,23 +1,36 @@
 """The base of every engine actor: typed dispatch, counters, failure reporting.
 
 Why a base class: pykka gives each actor a thread and a mailbox but no
-supervision and some sharp edges (an exception during ``tell`` stops the
-actor and silently drops its queued messages; ``BaseException`` stops every
-actor in the process). :class:`EngineActor` catches every failure in its own
-handlers, reports it to its supervisor as a :class:`ChildFailed` message and
-lets the supervisor decide; it never lets pykka take the process down.
+supervision and some sharp edges, each handled here:
+
+* an exception during ``tell`` stops the actor and pykka's teardown silently
+  drops its queued tells: we report the failure to the supervisor as a
+  :class:`ChildFailed`, count the failing message as a dead letter (a poison
+  message must not loop) and move the queued messages, in order, into the
+  directory's buffer so the restarted actor gets them;
+* an exception in ``on_start`` stops the actor without ``on_failure``: we
+  report it as ``start_failure`` the same way;
+* ``BaseException`` (``SystemExit``...) in a handler makes pykka stop *every*
+  actor in the process: we contain it as an ordinary failure of this actor;
+* a hung handler is caught by the supervisor's heartbeats (answered here),
+  after which the directory quarantines this thread as a zombie.
+
+An exception while answering an ``ask`` goes to the asker (pykka) and the
+actor keeps running: the asker owns that error.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Callable
 
 import pykka
 from loguru import logger
+from pykka import messages as pykka_messages
 
 from actors.directory import Address, Directory
-from engine.messages import ChildFailed, Heartbeat, HeartbeatAck
+from engine.messages import ChildFailed, ChildRecovered, Heartbeat, HeartbeatAck
 
 
 def handles(*message_types: type) -> Callable:
@@ -35,7 +48,12 @@ class EngineActor(pykka.ThreadingActor):
 
     ``name`` is the stable address; ``directory`` resolves other names;
     ``supervisor`` (a name) receives :class:`ChildFailed` reports.
+    Subclasses that override ``on_failure`` must call ``super().on_failure(...)``.
     """
+
+    # A hung handler cannot be killed; a daemon thread at least cannot keep a
+    # halted process alive. Orderly shutdown stops every actor before exit.
+    use_daemon_thread = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -47,6 +65,8 @@ class EngineActor(pykka.ThreadingActor):
         cls._dispatch_table = table
 
     _dispatch_table: dict[type, str] = {}
+    # Message types that may be dropped silently after a stop (timer ticks and the like).
+    _housekeeping: tuple[type, ...] = ()
 
     def __init__(self, name: str, directory: Directory, supervisor: str | None = None):
         super().__init__()
@@ -55,6 +75,10 @@ class EngineActor(pykka.ThreadingActor):
         self.supervisor = supervisor
         self.processed = 0
         self.failed = False
+        self._thread_ident: int | None = None
+        self._current: Any = None
+        self._pending_failure: tuple[str, BaseException] | None = None
+        self._failure_handled = False
 
     def addr(self, name: str) -> Address:
         return self.directory.address(name)
@@ -62,44 +86,102 @@ class EngineActor(pykka.ThreadingActor):
     def mailbox_depth(self) -> int:
         return self.actor_inbox.qsize()  # type: ignore[attr-defined]
 
+    def report_recovered(self, ok: bool, detail: str = "") -> None:
+        """Tell the supervisor whether state recovered after a restart (call from on_start).
+
+        Trading that was paused for this actor's failure resumes only on ``ok=True``.
+        """
+        if self.supervisor is not None:
+            self.directory.tell(self.supervisor, ChildRecovered(name=self.name, ok=ok, detail=detail))
+
     # -- pykka hooks
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Heartbeat):
             return HeartbeatAck(name=self.name, nonce=message.nonce)
-        if self.failed:
-            # After a reported failure the supervisor replaces us; anything
-            # still queued is handed back so the replacement gets it.
-            self._return_to_directory(message)
-            return None
         method = self._dispatch_table.get(type(message))
         if method is None:
             return self.on_unhandled(message)
         self.processed += 1
+        self._current = message
         try:
             return getattr(self, method)(message)
         except Exception as exc:
-            self._report("exception", exc)
+            self._pending_failure = ("exception", exc)
             raise
         except BaseException as exc:  # noqa: BLE001 - contain SystemExit & co.
-            self._report("base_exception", exc)
-            raise RuntimeError(f"{type(exc).__name__} contained in {self.name}") from exc
+            self._pending_failure = ("base_exception", exc)
+            raise RuntimeError(f"{type(exc).__name__} contained in {self.name}: {exc}") from exc
 
     def on_unhandled(self, message: Any) -> Any:
         logger.warning("{} ignored unexpected message {}", self.name, type(message).__name__)
         return None
 
-    def _report(self, kind: str, exc: BaseException) -> None:
-        logger.opt(exception=exc).error("{} failed: {!r}", self.name, exc)
-        if self.supervisor is None:
-            return
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        """pykka calls this only when a *tell* handler raised; the actor is already stopped."""
+        kind, exc = self._pending_failure or ("exception", exception_value)
+        self.directory.dead_letter(self.name, self._current, f"its handler raised {type(exc).__name__}")
+        self._fail(kind, exc)
+
+    # -- lifecycle internals (pykka's loop stages, extended)
+    def _actor_loop_setup(self) -> None:
+        self._thread_ident = threading.get_ident()
+        try:
+            self.on_start()
+        except BaseException as exc:  # noqa: BLE001 - pykka would skip on_failure / kill everyone
+            logger.opt(exception=exc).error("{} failed to start: {!r}", self.name, exc)
+            pykka.ActorRegistry.unregister(self.actor_ref)
+            self.actor_stopped.set()
+            self._fail("start_failure", exc)
+
+    def _actor_loop_teardown(self) -> None:
+        try:
+            if self._failure_handled:
+                self.directory.salvage(self.name, self.actor_ref)  # late arrivals, if any
+            else:
+                self._drop_after_stop()
+        finally:
+            if self._thread_ident is not None:
+                self.directory.forget_zombie(self._thread_ident)
+
+    def _fail(self, kind: str, exc: BaseException) -> None:
+        """Hand the mailbox back to the directory (in order), then tell the supervisor."""
         self.failed = True
+        self._failure_handled = True
+        self.directory.salvage(self.name, self.actor_ref)
+        if self.supervisor is None:
+            logger.error("{} failed ({}) with no supervisor: {!r}", self.name, kind, exc)
+            return
         self.directory.tell(
             self.supervisor,
-            ChildFailed(name=self.name, kind=kind, error=repr(exc)[:500], error_type=type(exc).__name__),
+            ChildFailed(
+                name=self.name,
+                kind=kind,  # type: ignore[arg-type]
+                error=repr(exc)[:500],
+                error_type=type(exc).__name__,
+                incarnation=self.actor_urn,
+            ),
         )
 
-    def _return_to_directory(self, message: Any) -> None:
-        self.directory.tell(self.name, message)
+    def _drop_after_stop(self) -> None:
+        """Orderly stop: tells queued behind the stop are dead letters (counted, not silent)."""
+        dropped = 0
+        while True:
+            try:
+                envelope = self.actor_inbox.get_nowait()  # type: ignore[attr-defined]
+            except Exception:  # queue.Empty
+                break
+            if envelope.reply_to is not None:
+                if isinstance(envelope.message, pykka_messages._ActorStop):  # noqa: SLF001
+                    envelope.reply_to.set(None)
+                else:
+                    envelope.reply_to.set_exception(
+                        exc_info=(pykka.ActorDeadError, pykka.ActorDeadError(f"{self.name} stopped"), None)
+                    )
+            elif not isinstance(envelope.message, self._housekeeping):
+                dropped += 1
+                self.directory.dead_letter(self.name, envelope.message, "queued behind a stop")
+        if dropped:
+            logger.warning("{} stopped with {} queued messages (dead letters)", self.name, dropped)
 
     def now_wall_ns(self) -> int:
         return time.time_ns()

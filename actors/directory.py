@@ -5,27 +5,47 @@ If senders held refs they would all need re-wiring, and messages sent to the
 dead ref would be lost. An :class:`Address` resolves the name at every send;
 while the actor is down, messages wait in a bounded buffer and are delivered
 in order after the restart, or are counted as dead letters and logged.
+
+Ordering guarantee: a send resolves the name *and* enqueues under one lock,
+and :meth:`Directory.retire` / :meth:`Directory.salvage` unpublish a ref and
+empty its mailbox under the same lock. So once an incarnation is retired no
+message can slip into its mailbox, and the messages it still held go to the
+*front* of the buffer, ahead of everything sent after it went down.
+
+Zombies: a hung handler cannot be killed in Python. When the supervisor gives
+up on one it retires it as a zombie: whatever that thread sends afterwards is
+dropped (and counted), so a late wake-up cannot act on stale state.
 """
 
 from __future__ import annotations
 
 import collections
 import threading
-from typing import Any
+from typing import Any, Iterable
 
 import pykka
 from loguru import logger
+from pykka import messages as pykka_messages
 
 
 class DeadLetter(Exception):
     """Raised by :meth:`Address.ask` when the named actor is not running."""
 
 
+def actor_of(ref: pykka.ActorRef) -> Any:
+    """The actor object behind ``ref`` (or None once collected).
+
+    Read-only use by the supervisor and monitor (counters, thread id); pykka
+    keeps a weakref on the ref for exactly this kind of introspection.
+    """
+    return ref._actor_weakref()  # noqa: SLF001
+
+
 class Directory:
     """name -> live ActorRef, plus per-name buffers for actors being restarted.
 
-    Shared by every actor thread; the tiny lock guards the dicts only (it is
-    infrastructure, not actor state).
+    Shared by every actor thread; the tiny lock guards the dicts and the
+    enqueue (it is infrastructure, not actor state).
     """
 
     def __init__(self, buffer_while_down: int = 1024):
@@ -33,6 +53,8 @@ class Directory:
         self._buffers: dict[str, collections.deque] = {}
         self._down: set[str] = set()
         self._dead_letters: collections.Counter[str] = collections.Counter()
+        self._zombie_threads: set[int] = set()
+        self._zombie_drops = 0
         self._buffer_limit = buffer_while_down
         self._lock = threading.Lock()
 
@@ -43,9 +65,18 @@ class Directory:
             self._refs[name] = ref
             self._down.discard(name)
             pending = self._buffers.pop(name, None)
-            if pending:
-                for msg in pending:
+            while pending:
+                msg = pending[0]
+                try:
                     ref.tell(msg)
+                except pykka.ActorDeadError:
+                    # Died before it could take its backlog (e.g. on_start failed):
+                    # keep the rest for the next incarnation.
+                    self._refs.pop(name, None)
+                    self._down.add(name)
+                    self._buffers[name] = pending
+                    return
+                pending.popleft()
 
     def mark_down(self, name: str) -> None:
         """The actor is being restarted: buffer its messages instead of dropping them."""
@@ -64,22 +95,97 @@ class Directory:
                 self._dead_letters[name] += len(dropped)
                 logger.warning("dead letters: {} messages for stopped actor {}", len(dropped), name)
 
+    def retire(self, name: str, ref: pykka.ActorRef, zombie: bool = False) -> int:
+        """Unpublish this incarnation of ``name`` and move its queued tells to the buffer front.
+
+        Queued asks fail at once with ``ActorDeadError`` (their callers have
+        timeouts); a queued stop request is answered. With ``zombie=True`` the
+        actor's thread is quarantined: whatever it sends later is dropped.
+        Returns how many messages were moved.
+        """
+        if zombie:
+            ident = getattr(actor_of(ref), "_thread_ident", None)
+            if ident is not None:
+                with self._lock:
+                    self._zombie_threads.add(ident)
+        return self.salvage(name, ref)
+
+    def salvage(self, name: str, ref: pykka.ActorRef, already_taken: Iterable[Any] = ()) -> int:
+        """Like :meth:`retire` without quarantine; ``already_taken`` are messages the
+        actor had taken out of its mailbox but not handled (they go first)."""
+        with self._lock:
+            if self._refs.get(name) is ref:
+                self._refs.pop(name, None)
+            if name not in self._refs:
+                self._down.add(name)
+                buf = self._buffers.setdefault(name, collections.deque())
+            else:  # a newer incarnation is already published: hand them straight over
+                buf = None
+            moved = list(already_taken)
+            failed_asks = []
+            inbox = ref.actor_inbox
+            while True:
+                try:
+                    envelope = inbox.get_nowait()  # type: ignore[attr-defined]
+                except Exception:  # queue.Empty
+                    break
+                if envelope.reply_to is not None:
+                    failed_asks.append(envelope)
+                elif not isinstance(envelope.message, pykka_messages._ActorStop):  # noqa: SLF001
+                    moved.append(envelope.message)
+            if buf is not None:
+                room = max(0, self._buffer_limit - len(buf))
+                keep, overflow = moved[:room], moved[room:]
+                buf.extendleft(reversed(keep))
+            else:
+                keep, overflow = moved, []
+                live = self._refs[name]
+                for msg in keep:
+                    live.tell(msg)
+            if overflow:
+                self._dead_letters[name] += len(overflow)
+        for envelope in failed_asks:
+            if isinstance(envelope.message, pykka_messages._ActorStop):  # noqa: SLF001
+                envelope.reply_to.set(None)
+            else:
+                envelope.reply_to.set_exception(
+                    exc_info=(pykka.ActorDeadError, pykka.ActorDeadError(f"{name} was retired"), None)
+                )
+        if overflow:
+            logger.warning("dead letters: {} messages for {} (restart buffer full)", len(overflow), name)
+        return len(keep)
+
+    def forget_zombie(self, thread_ident: int) -> None:
+        """The zombie's thread is exiting: its id may be reused by a healthy thread."""
+        with self._lock:
+            self._zombie_threads.discard(thread_ident)
+
+    def is_zombie_thread(self) -> bool:
+        return bool(self._zombie_threads) and threading.get_ident() in self._zombie_threads
+
+    def dead_letter(self, name: str, msg: Any, why: str) -> None:
+        """Count and log a message that will never be delivered (e.g. a poison message)."""
+        with self._lock:
+            self._dead_letters[name] += 1
+        logger.warning("dead letter for {}: {} ({})", name, type(msg).__name__, why)
+
     # -- sending
     def tell(self, name: str, msg: Any) -> bool:
         """Deliver or buffer ``msg``; False (and a dead letter) if neither is possible."""
+        if self._zombie_threads and threading.get_ident() in self._zombie_threads:
+            self._zombie_drops += 1
+            return False
         with self._lock:
             ref = self._refs.get(name)
             if ref is None:
                 return self._hold(name, msg)
-        try:
-            ref.tell(msg)
-            return True
-        except pykka.ActorDeadError:
-            with self._lock:
-                if self._refs.get(name) is ref:
-                    self._refs.pop(name, None)
-                    self._down.add(name)
-                    self._buffers.setdefault(name, collections.deque())
+            try:
+                ref.tell(msg)
+                return True
+            except pykka.ActorDeadError:
+                self._refs.pop(name, None)
+                self._down.add(name)
+                self._buffers.setdefault(name, collections.deque())
                 return self._hold(name, msg)
 
     def _hold(self, name: str, msg: Any) -> bool:
@@ -88,25 +194,30 @@ class Directory:
             buf.append(msg)
             return True
         self._dead_letters[name] += 1
-        logger.warning("dead letter for {}: {}", name, type(msg).__name__)
+        count = self._dead_letters[name]
+        if count <= 10 or count % 1000 == 0:  # a flood must not flood the log too
+            logger.warning("dead letter for {}: {} (total {})", name, type(msg).__name__, count)
         return False
 
     def ask(self, name: str, msg: Any, timeout: float = 5.0) -> Any:
-        with self._lock:
-            ref = self._refs.get(name)
-        if ref is None:
-            raise DeadLetter(f"actor {name!r} is not running")
+        ref = self._live_ref(name)
         try:
             return ref.ask(msg, timeout=timeout)
         except pykka.ActorDeadError:
             raise DeadLetter(f"actor {name!r} stopped before answering") from None
 
     def ask_future(self, name: str, msg: Any) -> pykka.Future:
+        return self._live_ref(name).ask(msg, block=False)
+
+    def _live_ref(self, name: str) -> pykka.ActorRef:
+        if self._zombie_threads and threading.get_ident() in self._zombie_threads:
+            raise DeadLetter(f"a retired actor may not ask {name!r}")
         with self._lock:
             ref = self._refs.get(name)
         if ref is None:
-            raise DeadLetter(f"actor {name!r} is not running")
-        return ref.ask(msg, block=False)
+            state = "being restarted" if name in self._down else "not running"
+            raise DeadLetter(f"actor {name!r} is {state}")
+        return ref
 
     # -- introspection
     def ref(self, name: str) -> pykka.ActorRef | None:
@@ -117,9 +228,16 @@ class Directory:
         with self._lock:
             return sorted(set(self._refs) | self._down)
 
+    def is_down(self, name: str) -> bool:
+        with self._lock:
+            return name in self._down
+
     def dead_letters(self, name: str | None = None) -> int:
         with self._lock:
             return self._dead_letters[name] if name else sum(self._dead_letters.values())
+
+    def zombie_drops(self) -> int:
+        return self._zombie_drops
 
     def buffered(self, name: str) -> int:
         with self._lock:

@@ -394,9 +394,20 @@ class HeartbeatAck(_Base, frozen=True):
 
 class ChildFailed(_Base, frozen=True):
     name: str
-    kind: Literal["exception", "start_failure", "hung", "base_exception", "stopped"]
+    kind: Literal["exception", "start_failure", "hung", "base_exception", "stopped", "escalated"]
     error: str
     error_type: str = ""
+    incarnation: str = ""  # actor_urn of the failed incarnation: stale reports are ignored
+
+
+class ChildRecovered(_Base, frozen=True):
+    """A restarted child -> its supervisor, after recovering state in on_start.
+
+    ``ok=False`` keeps trading HALTED (the reason is ``detail``)."""
+
+    name: str
+    ok: bool
+    detail: str = ""
 
 
 class SupervisorDecision(_Base, frozen=True):
@@ -516,7 +527,7 @@ Message = Union[
     OrderRequest, OrderBatch, CancelOrder, CancelAll, OrderDenied, OrderEvent,
     Fill, Order, OrderUpdates, Position, PnL,
     TradingStateChanged, SetTradingState, KillSwitch, Flatten,
-    Heartbeat, HeartbeatAck, ChildFailed, SupervisorDecision, ActorStatus,
+    Heartbeat, HeartbeatAck, ChildFailed, ChildRecovered, SupervisorDecision, ActorStatus,
     MetricsSnapshot, GetOrders, GetOrder, GetPositions, GetPnL, GetTradingState,
     TradingStateInfo, GetActorTree, GetMetrics, SubmitResult,
     StrategyLifecycle, FeedCheckpoint, ActorCheckpoint,
