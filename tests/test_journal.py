@@ -59,7 +59,8 @@ def sample_records(wall: int = 0, qty: float = 10.0) -> list:
 
 
 def spec_digest(journal_path) -> str:
-    """The digest as the journal module's docstring defines it, computed independently here."""
+    """The digest as the journal module's docstring defines it, computed independently
+    here: from the decoded records, wall fields zeroed on the plain msgpack map."""
 
     def scrub(node):
         if isinstance(node, dict):
@@ -69,14 +70,10 @@ def spec_digest(journal_path) -> str:
         return node
 
     h = hashlib.sha256()
-    conn = sqlite3.connect(journal_path)
-    try:
-        for type_name, body in conn.execute("SELECT type, body FROM records ORDER BY seq"):
-            # Zero wall fields on the raw msgpack map (independent of the struct classes).
-            payload = msgspec.msgpack.encode(scrub(msgspec.msgpack.decode(body)))
-            h.update(type_name.encode() + b"\x00" + len(payload).to_bytes(8, "little") + payload)
-    finally:
-        conn.close()
+    with Journal.open(journal_path, readonly=True) as journal:
+        for _seq, record in journal.records():
+            payload = msgspec.msgpack.encode(scrub(msgspec.msgpack.decode(to_msgpack(record))))
+            h.update(type(record).__name__.encode() + b"\x00" + len(payload).to_bytes(8, "little") + payload)
     return h.hexdigest()
 
 
