@@ -238,16 +238,60 @@ class OrderRequest(_Base, frozen=True):
     decision_ts_ns: int = 0
     epoch: int = 0
     reduce_only: bool = False
+    decision_price: float = 0.0  # last trade price the decision saw (collar / notional)
+    warm: bool = True  # the strategy's indicators were warm when it decided
 
 
 class OrderBatch(_Base, frozen=True):
-    """All orders one strategy decided within one indicator batch, in tick order."""
+    """All orders one strategy decided within one indicator batch, in tick order.
+
+    Sent for every batch, even with no orders: the SafetyActor gathers one per
+    routed strategy before it passes the round on, which is what keeps the
+    journal's order independent of thread timing. The tick columns ride along
+    (views, no copy) so the paper venue matches against exactly these ticks.
+    """
 
     strategy_id: str
     feed: str
     batch_seq: int
     orders: list[OrderRequest]
     cancels: list[str] = []
+    symbol: str = ""
+    first_tick_seq: int = 0
+    ts_ns: np.ndarray | None = None
+    price: np.ndarray | None = None
+    end_of_stream: bool = False
+
+
+class Round(_Base, frozen=True):
+    """Safety -> OrderActor -> venue: one feed batch's checked orders and ticks."""
+
+    feed: str
+    batch_seq: int
+    symbol: str
+    first_tick_seq: int
+    ts_ns: np.ndarray | None
+    price: np.ndarray | None
+    approved: list[OrderRequest] = []
+    denials: list["OrderDenied"] = []
+    cancels: list[str] = []
+    end_of_stream: bool = False
+    strategies: list[str] = []
+    recv_wall_ns: int = 0
+
+
+class VenueReport(_Base, frozen=True):
+    """Venue -> OrderActor: what happened at the venue during one round."""
+
+    feed: str
+    batch_seq: int
+    symbol: str
+    events: list["OrderEvent"] = []
+    fills: list["Fill"] = []
+    watermark: int = -1  # last tick seq the venue has matched
+    end_of_stream: bool = False
+    strategies: list[str] = []
+    recv_wall_ns: int = 0
 
 
 class CancelOrder(_Base, frozen=True):
@@ -327,6 +371,7 @@ class OrderUpdates(_Base, frozen=True):
     fills: list[Fill] = []
     denials: list[OrderDenied] = []
     venue_watermark: int = -1
+    realized_pnl: float = 0.0  # book-wide realized PnL net of fees, after these updates
 
 
 class Position(_Base, frozen=True):
@@ -356,6 +401,7 @@ class TradingStateChanged(_Base, frozen=True):
     previous: TradingState
     reason: str
     ts_wall_ns: int = 0
+    event_seq: int = -1  # last tick seq the SafetyActor had seen (orders the change in the digest)
 
 
 class SetTradingState(_Base, frozen=True):
@@ -524,7 +570,7 @@ class ActorCheckpoint(_Base, frozen=True):
 
 Message = Union[
     TickBatch, IndicatorBatch, BatchDone, EndOfStream, FeedStats,
-    OrderRequest, OrderBatch, CancelOrder, CancelAll, OrderDenied, OrderEvent,
+    OrderRequest, OrderBatch, Round, VenueReport, CancelOrder, CancelAll, OrderDenied, OrderEvent,
     Fill, Order, OrderUpdates, Position, PnL,
     TradingStateChanged, SetTradingState, KillSwitch, Flatten,
     Heartbeat, HeartbeatAck, ChildFailed, ChildRecovered, SupervisorDecision, ActorStatus,

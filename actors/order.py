@@ -1,0 +1,274 @@
+"""OrderActor: the only owner of order state, and the journal's only writer.
+
+Write-ahead, per round: the checked orders of a feed batch are journaled in
+one transaction *before* they go to the venue; the venue's report (events and
+fills) is journaled in one transaction *before* strategies, the SafetyActor
+or the event hub hear of it. One writer means no locks and one order of
+records; one transaction per round (not per order) is what keeps the journal
+off the hot path's critical cost.
+
+A journal failure halts trading at once: the kill flag is pulled, nothing
+unjournaled reaches the venue, and the reason is logged and shown.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from loguru import logger
+
+from actors.base import EngineActor, handles
+from actors.directory import Directory
+from actors.safety import KillFlag
+from engine.journal import Journal, JournalError
+from engine.messages import (
+    BatchDone, CancelAll, CancelOrder, DenyReason, FeedCheckpoint, Flatten, GetOrder, GetOrders, GetPnL,
+    GetPositions, OrderDenied, OrderEvent, OrderRequest, OrderStatus, OrderType, OrderUpdates, Round,
+    SetTradingState, Side, StrategyLifecycle, TradingState, TradingStateChanged, VenueReport,
+)  # fmt: skip
+from engine.orders import OPEN, OrderBook
+from engine.recovery import fold
+
+
+class OrderActor(EngineActor):
+    def __init__(self, name: str, directory: Directory, supervisor: str | None = None, *,
+                 journal: Callable[[], Journal | None], kill: KillFlag, venue: str = "venue",
+                 safety: str = "safety", feed: str = "feed", events: str | None = "events",
+                 on_end_of_stream: Callable[[str], None] | None = None):
+        super().__init__(name, directory, supervisor)
+        self._journal_factory = journal
+        self.journal: Journal | None = None
+        self.kill = kill
+        self.venue = self.addr(venue)
+        self.safety = self.addr(safety)
+        self.feed_name = feed
+        self.events = self.addr(events) if events else None
+        self.on_end_of_stream = on_end_of_stream
+        self.book = OrderBook()
+        self.last_seq = -1
+        self.last_ts_ns = 0
+        self.denied_ids: set[str] = set()
+        self.in_flight_resend: set[str] = set()
+        self.journal_failed = ""
+        self.rounds = 0
+        self.flatten_seq = 0
+
+    def on_start(self) -> None:
+        self.journal = self._journal_factory()
+        if self.journal is not None and self.journal.last_seq > 0:
+            rec = fold(self.journal.records())
+            self.book = rec.book
+            self.denied_ids = set(rec.denied_ids)
+            # Orders journaled as submitted but never acknowledged may not have reached the
+            # venue; the venue is asked by client id before anything is re-sent.
+            self.in_flight_resend = {c for c, o in self.book.orders.items() if o.status is OrderStatus.SUBMITTED}
+
+    def on_stop(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+
+    # ------------------------------------------------------------- journaling
+    def _journal(self, records: list) -> bool:
+        if not records or self.journal is None:
+            return self.journal_failed == ""
+        if self.journal_failed:
+            return False
+        try:
+            self.journal.append(records)
+            return True
+        except JournalError as exc:
+            self.journal_failed = f"journal {exc.kind}: {exc.detail}"
+            self.kill.pull(self.journal_failed)
+            logger.critical("trading halted: {}", self.journal_failed)
+            self.safety.tell(SetTradingState(state=TradingState.HALTED, reason=self.journal_failed,
+                                             requested_by="orders"))
+            return False
+
+    # ------------------------------------------------------------- rounds
+    @handles(Round)
+    def on_round(self, rnd: Round) -> None:
+        if rnd.price is not None and len(rnd.price):
+            self.last_seq = rnd.first_tick_seq + len(rnd.price) - 1
+            self.last_ts_ns = int(rnd.ts_ns[-1])
+            self.book.mark(rnd.symbol, float(rnd.price[-1]))
+        records: list = []
+        new_denials = [d for d in rnd.denials if d.client_order_id not in self.denied_ids]
+        retold: list[OrderEvent] = []
+        to_send: list[OrderRequest] = []
+        killed = self.kill.is_set()
+        for req in rnd.approved:
+            existing = self.book.get(req.client_order_id)
+            if existing is not None:
+                # Idempotent: the same client id twice sends nothing new ...
+                if req.client_order_id in self.in_flight_resend:
+                    # ... unless it was journaled but never reached the venue before a crash.
+                    self.in_flight_resend.discard(req.client_order_id)
+                    if not killed:
+                        to_send.append(existing.request)
+                elif existing.status is not OrderStatus.SUBMITTED:
+                    # A re-run after a restart: tell the strategy what already happened.
+                    retold.append(self._fact(existing))
+                continue
+            if req.client_order_id in self.denied_ids:
+                continue
+            if killed:
+                new_denials.append(OrderDenied(client_order_id=req.client_order_id, strategy_id=req.strategy_id,
+                                               reason=DenyReason.KILL_SWITCH, detail=self.kill.reason,
+                                               epoch=req.epoch, decision_seq=req.decision_seq))
+                continue
+            records.append(req)
+            to_send.append(req)
+        records.extend(new_denials)
+        denials = list(rnd.denials) + [d for d in new_denials if d not in rnd.denials]
+        if not self._journal(records):
+            to_send = []
+            denials = [OrderDenied(client_order_id=r.client_order_id, strategy_id=r.strategy_id,
+                                   reason=DenyReason.JOURNAL_UNAVAILABLE, detail=self.journal_failed,
+                                   epoch=r.epoch, decision_seq=r.decision_seq) for r in rnd.approved]
+        else:
+            for req in to_send:
+                if req.client_order_id not in self.book.orders:
+                    st = self.book.add(req)
+                    st.status = OrderStatus.SUBMITTED
+                    st.last_event_seq = req.decision_seq
+                    self.book.open_ids.add(req.client_order_id)
+        for d in denials:
+            self.denied_ids.add(d.client_order_id)
+        if denials or retold:
+            self._tell_strategies(denials=denials, events=retold)
+        if self.kill.is_set() and to_send:  # pulled while we were journaling
+            to_send = [r for r in to_send if r.reduce_only]
+        self.venue.tell(Round(
+            feed=rnd.feed, batch_seq=rnd.batch_seq, symbol=rnd.symbol, first_tick_seq=rnd.first_tick_seq,
+            ts_ns=rnd.ts_ns, price=rnd.price, approved=to_send, cancels=rnd.cancels,
+            end_of_stream=rnd.end_of_stream, strategies=rnd.strategies, recv_wall_ns=rnd.recv_wall_ns,
+        ))  # fmt: skip
+
+    @handles(VenueReport)
+    def on_report(self, rep: VenueReport) -> None:
+        self.last_seq = max(self.last_seq, rep.watermark)
+        records: list = []
+        events: list[OrderEvent] = []
+        fills = []
+        for f in rep.fills:
+            if f.trade_id not in self.book.trade_ids and f.client_order_id in self.book.orders:
+                fills.append(f)
+        for ev in rep.events:
+            st = self.book.get(ev.client_order_id)
+            if st is None or st.status is ev.status:
+                continue
+            events.append(ev)
+        records.extend(events)
+        records.extend(fills)
+        if rep.batch_seq >= 0 and rep.feed:
+            records.append(FeedCheckpoint(feed=rep.feed, batch_seq=rep.batch_seq, last_tick_seq=rep.watermark))
+        if not self._journal(records):
+            return  # halted; nothing unjournaled is applied or told
+        for ev in events:
+            self.book.apply_event(ev)
+        for f in fills:
+            self.book.apply_fill(f)
+        self.rounds += 1
+        if events or fills:
+            self._tell_strategies(events=events, fills=fills, watermark=rep.watermark)
+            upd = OrderUpdates(strategy_id="*", events=events, fills=fills, venue_watermark=rep.watermark,
+                               realized_pnl=self.book.realized_total() - self.book.fees_total())
+            self.safety.tell(upd)
+            if self.events is not None:
+                self.events.tell(upd)
+        if rep.batch_seq >= 0 and rep.feed:
+            self.directory.tell(self.feed_name, BatchDone(feed=rep.feed, batch_seq=rep.batch_seq, consumer="pipeline"))
+        if rep.end_of_stream and self.on_end_of_stream is not None:
+            self.on_end_of_stream(rep.feed)
+
+    @staticmethod
+    def _fact(st) -> OrderEvent:
+        r = st.request
+        return OrderEvent(client_order_id=r.client_order_id, strategy_id=r.strategy_id, symbol=r.symbol,
+                          status=st.status, event_seq=st.last_event_seq, ts_ns=0, filled_qty=st.filled_qty,
+                          avg_price=st.avg_price)
+
+    def _tell_strategies(self, events=(), fills=(), denials=(), watermark: int = -1) -> None:
+        by_sid: dict[str, dict[str, list]] = {}
+        for kind, items in (("events", events), ("fills", fills), ("denials", denials)):
+            for item in items:
+                by_sid.setdefault(item.strategy_id, {"events": [], "fills": [], "denials": []})[kind].append(item)
+        for sid, parts in by_sid.items():
+            if sid in ("api", "flatten"):
+                continue
+            self.directory.tell(f"strategy:{sid}", OrderUpdates(strategy_id=sid, venue_watermark=watermark, **parts))
+
+    # ------------------------------------------------------------- control
+    @handles(TradingStateChanged, StrategyLifecycle)
+    def on_record(self, msg) -> None:
+        self._journal([msg])
+        if self.events is not None and isinstance(msg, TradingStateChanged):
+            self.events.tell(msg)
+
+    @handles(CancelOrder)
+    def on_cancel(self, msg: CancelOrder) -> None:
+        self._cancel([msg.client_order_id])
+
+    @handles(CancelAll)
+    def on_cancel_all(self, msg: CancelAll) -> None:
+        self._cancel([o.request.client_order_id for o in self.book.open_orders()
+                      if msg.symbol is None or o.request.symbol == msg.symbol])
+
+    def _cancel(self, cids: list[str]) -> None:
+        events = []
+        for cid in cids:
+            st = self.book.get(cid)
+            if st is None or st.status not in OPEN or st.status is OrderStatus.PENDING_CANCEL:
+                continue
+            r = st.request
+            events.append(OrderEvent(client_order_id=cid, strategy_id=r.strategy_id, symbol=r.symbol,
+                                     status=OrderStatus.PENDING_CANCEL, event_seq=self.last_seq, ts_ns=self.last_ts_ns,
+                                     filled_qty=st.filled_qty))
+        if not events or not self._journal(events):
+            return
+        for ev in events:
+            self.book.apply_event(ev)
+        self.venue.tell(Round(feed="", batch_seq=-1, symbol="", first_tick_seq=0, ts_ns=None, price=None,
+                              cancels=[e.client_order_id for e in events]))
+
+    @handles(Flatten)
+    def on_flatten(self, msg: Flatten) -> None:
+        """Close every position with a reduce-only market order (allowed while HALTED)."""
+        orders = []
+        for sym, pos in sorted(self.book.positions.items()):
+            if pos.quantity == 0 or (msg.symbol and sym != msg.symbol):
+                continue
+            self.flatten_seq += 1
+            orders.append(OrderRequest(
+                client_order_id=f"flatten-{time.time_ns()}-{self.flatten_seq}", strategy_id="flatten", symbol=sym,
+                side=Side.SELL if pos.quantity > 0 else Side.BUY, quantity=abs(pos.quantity),
+                order_type=OrderType.MARKET, decision_seq=self.last_seq, decision_ts_ns=self.last_ts_ns,
+                reduce_only=True, decision_price=pos.last_price,
+            ))  # fmt: skip
+        if orders and self._journal(orders):
+            for o in orders:
+                st = self.book.add(o)
+                st.status = OrderStatus.SUBMITTED
+                self.book.open_ids.add(o.client_order_id)
+            self.venue.tell(Round(feed="", batch_seq=-1, symbol="", first_tick_seq=0, ts_ns=None, price=None,
+                                  approved=orders))
+
+    # ------------------------------------------------------------- queries
+    @handles(GetOrders)
+    def on_get_orders(self, q: GetOrders):
+        items = self.book.open_orders() if q.open_only else list(self.book.orders.values())
+        return [o.view() for o in items[-q.limit:]]
+
+    @handles(GetOrder)
+    def on_get_order(self, q: GetOrder):
+        st = self.book.get(q.client_order_id)
+        return st.view() if st else None
+
+    @handles(GetPositions)
+    def on_get_positions(self, _q: GetPositions):
+        return [p.view() for _, p in sorted(self.book.positions.items())]
+
+    @handles(GetPnL)
+    def on_get_pnl(self, _q: GetPnL):
+        return self.book.pnl()

@@ -1,0 +1,55 @@
+"""StrategyActor: the mailbox around one StrategyRunner.
+
+It hears indicator batches and order updates, asks the runner what to do,
+and sends the decisions to the SafetyActor: the only address it knows, so
+no strategy can reach the OrderActor or a venue (safety is structural).
+"""
+
+from __future__ import annotations
+
+from actors.base import EngineActor, handles
+from actors.directory import Directory
+from engine.messages import EndOfStream, IndicatorBatch, OrderBatch, OrderUpdates, StrategyLifecycle
+from strategies.base import Strategy, StrategyRunner
+
+
+class StrategyActor(EngineActor):
+    def __init__(self, name: str, directory: Directory, supervisor: str | None = None, *,
+                 strategy: Strategy, safety: str = "safety", assume_fills: bool = True,
+                 restore_from: bytes | None = None):
+        super().__init__(name, directory, supervisor)
+        self.runner = StrategyRunner(strategy, assume_fills=assume_fills)
+        if restore_from:
+            self.runner.restore(restore_from)
+        self.safety = self.addr(safety)
+        self.last_batch: dict[str, int] = {}
+
+    def on_start(self) -> None:
+        self.safety.tell(StrategyLifecycle(strategy_id=self.runner.sid, event="started"))
+
+    @handles(IndicatorBatch)
+    def on_indicators(self, batch: IndicatorBatch) -> None:
+        if batch.batch_seq <= self.last_batch.get(batch.feed, -1):
+            return  # duplicate after a restart: already decided on
+        self.last_batch[batch.feed] = batch.batch_seq
+        orders = self.runner.on_batch(batch)
+        self.safety.tell(OrderBatch(
+            strategy_id=self.runner.sid, feed=batch.feed, batch_seq=batch.batch_seq, orders=orders,
+            symbol=batch.symbol, first_tick_seq=batch.first_tick_seq, ts_ns=batch.ts_ns, price=batch.price,
+        ))  # fmt: skip
+
+    @handles(OrderUpdates)
+    def on_updates(self, upd: OrderUpdates) -> None:
+        redecided = self.runner.on_updates(upd)
+        if redecided:
+            # Out of round (batch_seq -1): these replace orders of a discarded view.
+            self.safety.tell(OrderBatch(strategy_id=self.runner.sid, feed="", batch_seq=-1, orders=redecided,
+                                        symbol=redecided[0].symbol))
+
+    @handles(EndOfStream)
+    def on_end(self, msg: EndOfStream) -> None:
+        self.safety.tell(OrderBatch(strategy_id=self.runner.sid, feed=msg.feed, batch_seq=msg.last_batch_seq + 1,
+                                    orders=[], end_of_stream=True))
+
+    def checkpoint(self) -> bytes | None:
+        return self.runner.checkpoint()

@@ -1,0 +1,36 @@
+"""VenueActor: the mailbox around a venue (paper or live).
+
+Rounds come only from the OrderActor, already journaled; reports go only back
+to it. A live venue that cannot be reached fails in on_start, so the
+supervisor sees it and trading stays HALTED: never a silent fallback to paper.
+"""
+
+from __future__ import annotations
+
+from actors.base import EngineActor, handles
+from actors.directory import DeadLetter, Directory
+from engine.messages import GetOrders, Round
+from engine.venues.base import Venue
+
+
+class VenueActor(EngineActor):
+    def __init__(self, name: str, directory: Directory, supervisor: str | None = None, *,
+                 venue: Venue, orders: str = "orders", readopt_timeout_s: float = 5.0):
+        super().__init__(name, directory, supervisor)
+        self.venue = venue
+        self.orders = self.addr(orders)
+        self.readopt_timeout_s = readopt_timeout_s
+
+    def on_start(self) -> None:
+        self.venue.connect()
+        # After a restart the venue re-adopts what the OrderActor (journal) says is open.
+        try:
+            open_orders = self.orders.ask(GetOrders(open_only=True, limit=1_000_000), timeout=self.readopt_timeout_s)
+        except DeadLetter:
+            open_orders = []
+        if open_orders:
+            self.venue.restore(open_orders)
+
+    @handles(Round)
+    def on_round(self, rnd: Round) -> None:
+        self.orders.tell(self.venue.on_round(rnd))

@@ -1,0 +1,125 @@
+"""Pre-trade checks: pure functions of (order, risk state, limits).
+
+Why pure: the SafetyActor only owns the state and the mailbox; every rule is
+here, testable without threads, and each denial carries a stable
+:class:`~engine.messages.DenyReason` a client can match on (after SEC 15c3-5's
+list: size, price, credit, duplicates, rate; after NautilusTrader's states).
+
+Exposure, not fills: the position limit is checked against the *worst-case*
+exposure (filled position plus every approved order, as if it fills). That
+is what a prudent risk engine does, and it also makes the check a function of
+the approved-order sequence only, so a replay decides the same whatever the
+thread timing or batch size.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from dataclasses import dataclass, field
+
+from engine.config import Instrument, RiskSection
+from engine.messages import DenyReason, OrderRequest, OrderType, Side, TradingState
+
+
+@dataclass
+class RiskState:
+    """Mutable inputs of the checks; owned by the SafetyActor."""
+
+    trading_state: TradingState = TradingState.ACTIVE
+    kill_switch: bool = False
+    # Signed worst-case exposure per symbol: position plus approved, not yet terminal orders.
+    exposure: dict[str, float] = field(default_factory=dict)
+    last_price: dict[str, float] = field(default_factory=dict)
+    last_ts_ns: dict[str, int] = field(default_factory=dict)
+    seen_ids: set[str] = field(default_factory=set)
+    # Event-time stamps (ns) of recently approved orders, for the rate limit.
+    recent: collections.deque = field(default_factory=collections.deque)
+    realized_pnl_today: float = 0.0
+
+
+def signed(side: Side, qty: float) -> float:
+    return qty if side is Side.BUY else -qty
+
+
+def is_reducing(order: OrderRequest, position: float) -> bool:
+    """True if the order only moves the position toward zero (never through it)."""
+    delta = signed(order.side, order.quantity)
+    return position != 0 and (position > 0) != (delta > 0) and abs(delta) <= abs(position)
+
+
+def check_order(
+    order: OrderRequest,
+    state: RiskState,
+    limits: RiskSection,
+    instruments: dict[str, Instrument],
+    now_ns: int,
+) -> tuple[DenyReason, str] | None:
+    """Return None to approve, or (reason, detail) to deny. Never mutates ``state``."""
+    if state.kill_switch:
+        return DenyReason.KILL_SWITCH, "kill switch engaged"
+    if order.client_order_id in state.seen_ids:
+        return DenyReason.DUPLICATE_CLIENT_ORDER_ID, order.client_order_id
+    inst = instruments.get(order.symbol)
+    if inst is None:
+        return DenyReason.UNKNOWN_INSTRUMENT, order.symbol
+    qty = order.quantity
+    if not math.isfinite(qty) or qty <= 0:
+        return DenyReason.INVALID_QUANTITY, f"quantity must be a finite number > 0, got {qty}"
+    if qty > limits.max_order_qty:
+        return DenyReason.MAX_ORDER_QTY, f"{qty:g} > {limits.max_order_qty:g}"
+    # Exposure, not settled fills: deterministic, and the prudent reading.
+    position = state.exposure.get(order.symbol, 0.0)
+    if state.trading_state is TradingState.HALTED:
+        return DenyReason.TRADING_HALTED, "trading is HALTED"
+    if state.trading_state is TradingState.REDUCING and not is_reducing(order, position):
+        return DenyReason.REDUCING_ONLY, "trading is REDUCING: only orders that reduce a position"
+    if limits.require_warm_indicators and not order.warm:
+        return DenyReason.INDICATOR_NOT_WARM, "decided before its indicators were warm"
+    last = state.last_price.get(order.symbol, 0.0)
+    ref_price = order.limit_price if order.order_type is OrderType.LIMIT else (order.decision_price or last)
+    if order.order_type is OrderType.LIMIT:
+        lp = order.limit_price
+        if lp is None or not math.isfinite(lp) or lp <= 0:
+            return DenyReason.INVALID_PRICE, f"limit price must be a finite number > 0, got {lp}"
+    if not ref_price or ref_price <= 0:
+        return DenyReason.NO_MARKET_DATA, f"no trade seen yet for {order.symbol}"
+    if order.order_type is OrderType.LIMIT and last > 0:
+        collar = last * limits.price_collar_pct / 100.0
+        if abs(ref_price - last) > collar:
+            return DenyReason.PRICE_COLLAR, f"limit {ref_price:g} is more than {limits.price_collar_pct:g}% from last {last:g}"
+    if limits.stale_data_s > 0:
+        last_ts = state.last_ts_ns.get(order.symbol, 0)
+        if now_ns - last_ts > limits.stale_data_s * 1e9:
+            return DenyReason.STALE_MARKET_DATA, f"last trade is {(now_ns - last_ts) / 1e9:.1f}s old"
+    notional = qty * ref_price
+    if notional > limits.max_notional:
+        return DenyReason.MAX_NOTIONAL, f"{notional:.2f} > {limits.max_notional:g}"
+    exposure = state.exposure.get(order.symbol, 0.0) + signed(order.side, qty)
+    if abs(exposure) > limits.max_position and not is_reducing(order, position):
+        return DenyReason.MAX_POSITION, f"exposure would be {exposure:g} (limit {limits.max_position:g})"
+    window_start = now_ns - 1_000_000_000
+    recent = sum(1 for t in state.recent if t > window_start)
+    if recent + 1 > limits.max_orders_per_s:
+        return DenyReason.RATE_LIMIT, f"more than {limits.max_orders_per_s:g} orders in 1 s"
+    return None
+
+
+def record_approval(order: OrderRequest, state: RiskState, now_ns: int) -> None:
+    """Update the state after an approval (the caller journals and sends it)."""
+    state.seen_ids.add(order.client_order_id)
+    state.exposure[order.symbol] = state.exposure.get(order.symbol, 0.0) + signed(order.side, order.quantity)
+    state.recent.append(now_ns)
+    cutoff = now_ns - 1_000_000_000
+    while state.recent and state.recent[0] <= cutoff:
+        state.recent.popleft()
+
+
+def release_exposure(state: RiskState, symbol: str, side: Side, unfilled_qty: float) -> None:
+    """An order ended (canceled, rejected, expired) with ``unfilled_qty`` never filled."""
+    if unfilled_qty > 0:
+        state.exposure[symbol] = state.exposure.get(symbol, 0.0) - signed(side, unfilled_qty)
+
+
+def loss_limit_breached(state: RiskState, limits: RiskSection) -> bool:
+    return -state.realized_pnl_today >= limits.daily_loss_limit

@@ -1,0 +1,381 @@
+"""The strategy base class and the runner that makes batches safe and exact.
+
+Two ways to write a strategy, with identical results:
+
+* per tick: override :meth:`Strategy.on_tick` and return a :class:`Decision`
+  (or None) for one :class:`TickView`; simple and readable;
+* per batch: override :meth:`Strategy.decide`, which scans arrays from
+  ``start`` and returns the first ``(index, Decision)``; fast (numpy/numba).
+
+Why a runner: a strategy decides over a whole batch in one call, but its
+decisions depend on its own fills (flat or long?), and a fill arrives from
+the venue only after the batch has gone down the pipeline. Waiting for each
+fill would cost a pipeline round trip per order. Instead the runner keeps a
+*shadow* of the strategy's orders using the paper venue's published fill rule
+(a market order decided on tick i fills on tick i+1) and goes on deciding
+optimistically. The real outcomes come back in :class:`OrderUpdates`; when one
+differs from the shadow (a denial by the SafetyActor, an expiry, a rejection)
+the runner rolls back to the snapshot taken just before that decision,
+records the real outcome, bumps its *epoch*, and re-decides from there over
+the batches it kept. Orders decided on the discarded view carry the old epoch
+and are dropped by the SafetyActor (``SUPERSEDED``, never journaled).
+
+The result is what a strategy deciding tick by tick with instant knowledge
+of its fills would do, whatever the batch size: batch size 1 and 4096 give
+the same orders, fills and journal (tests/test_determinism.py).
+
+A strategy makes no new decision while one of its orders is pending (the
+runner enforces it), holds no reference to the OrderActor or a venue, and can
+only emit decisions; the actor shell sends them to the SafetyActor.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import msgspec
+import numpy as np
+
+from engine.config import IndicatorSpec
+from engine.messages import (
+    IndicatorBatch, OrderRequest, OrderStatus, OrderType, OrderUpdates, Side,
+)  # fmt: skip
+
+GONE = frozenset({OrderStatus.DENIED, OrderStatus.REJECTED, OrderStatus.EXPIRED, OrderStatus.CANCELED})
+
+
+class NoParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class Decision(msgspec.Struct, frozen=True):
+    side: Side
+    quantity: float
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+
+
+class TickView:
+    """One tick of an IndicatorBatch as attributes (for per-tick strategies)."""
+
+    __slots__ = ("_batch", "i", "position")
+
+    def __init__(self, batch: IndicatorBatch, i: int, position: float):
+        self._batch = batch
+        self.i = i
+        self.position = position
+
+    @property
+    def symbol(self) -> str:
+        return self._batch.symbol
+
+    @property
+    def seq(self) -> int:
+        return self._batch.first_tick_seq + self.i
+
+    @property
+    def ts_ns(self) -> int:
+        return int(self._batch.ts_ns[self.i])
+
+    @property
+    def price(self) -> float:
+        return float(self._batch.price[self.i])
+
+    @property
+    def size(self) -> float:
+        return float(self._batch.size[self.i])
+
+    def value(self, key: str) -> float:
+        return float(self._batch.values[key][self.i])
+
+
+class Strategy:
+    """Subclass and override ``on_tick`` *or* ``decide``; declare ``Params`` and ``indicators``."""
+
+    Params: ClassVar[type[msgspec.Struct]] = NoParams
+
+    def __init__(self, strategy_id: str, params: msgspec.Struct, symbols: list[str]):
+        self.strategy_id = strategy_id
+        self.params = params
+        self.symbols = symbols
+
+    def indicators(self) -> list[IndicatorSpec]:
+        """Indicators this strategy reads; the IndicatorActor computes them."""
+        return []
+
+    def warm(self, batch: IndicatorBatch, i: int) -> bool:
+        """True when every indicator it reads is defined at tick ``i``."""
+        return all(not np.isnan(batch.values[k][i]) for k in self.value_keys())
+
+    def value_keys(self) -> list[str]:
+        from engine.indicators import key_for
+
+        return [k for spec in self.indicators() for k in key_for(spec)]
+
+    def on_tick(self, tick: TickView) -> Decision | None:
+        raise NotImplementedError("override on_tick or decide")
+
+    def decide(self, batch: IndicatorBatch, start: int, position: float) -> tuple[int, Decision] | None:
+        """First decision at index >= start, given the position before it; default: ask on_tick."""
+        view = TickView(batch, start, position)
+        for i in range(start, len(batch)):
+            view.i = i
+            decision = self.on_tick(view)
+            if decision is not None:
+                return i, decision
+        return None
+
+    # User state that must roll back with decisions (override for stateful strategies).
+    def get_state(self) -> Any:
+        return None
+
+    def set_state(self, state: Any) -> None:
+        return None
+
+
+@dataclass
+class _Pending:
+    cid: str
+    symbol: str
+    side: Side
+    quantity: float
+    order_type: OrderType
+    limit_price: float | None
+    decision_seq: int
+
+
+@dataclass
+class _RunnerState:
+    """Everything a rollback restores."""
+
+    position: dict[str, float] = field(default_factory=dict)
+    pending: _Pending | None = None
+    next_id: int = 1
+    user: Any = None
+
+
+@dataclass
+class _Snapshot:
+    cid: str
+    batch_seq: int
+    index: int  # decision index within that batch
+    state: _RunnerState
+
+
+class StrategyRunner:
+    """Drives one Strategy over indicator batches with the optimistic shadow (pure)."""
+
+    def __init__(self, strategy: Strategy, *, assume_fills: bool = True, max_batches_kept: int = 1024):
+        self.strategy = strategy
+        self.sid = strategy.strategy_id
+        self.assume_fills = assume_fills
+        self.state = _RunnerState(user=strategy.get_state())
+        self.epoch = 0
+        self._snapshots: dict[str, _Snapshot] = {}  # unconfirmed orders, by cid
+        self._outcomes: dict[str, tuple[str, int]] = {}  # cid -> ("gone", seq) | ("fill", seq)
+        self._kept: collections.OrderedDict[int, IndicatorBatch] = collections.OrderedDict()
+        self._shadow_fill: dict[str, int] = {}  # cid -> tick seq the shadow filled it on
+        self._max_kept = max_batches_kept
+        self.rollbacks = 0
+
+    # ------------------------------------------------------------------ batches
+    def on_batch(self, batch: IndicatorBatch) -> list[OrderRequest]:
+        if self._snapshots or self._kept:
+            self._keep(batch)
+        out: list[OrderRequest] = []
+        self._run(batch, 0, out)
+        if self._snapshots and batch.batch_seq not in self._kept:
+            self._keep(batch)
+        return out
+
+    def _keep(self, batch: IndicatorBatch) -> None:
+        self._kept[batch.batch_seq] = batch
+        while len(self._kept) > self._max_kept:
+            self._kept.popitem(last=False)
+
+    def _run(self, batch: IndicatorBatch, start: int, out: list[OrderRequest]) -> None:
+        st = self.state
+        n = len(batch)
+        i = start
+        first = batch.first_tick_seq
+        symbol = batch.symbol
+        while i < n:
+            p = st.pending
+            if p is not None:
+                j = self._settle_index(p, batch, i)
+                if j is None:
+                    return  # still pending through this batch: no decisions
+                i = j
+                continue
+            found = self.strategy.decide(batch, i, st.position.get(symbol, 0.0))
+            if found is None:
+                return
+            idx, decision = found
+            if idx < i:
+                raise ValueError(f"{self.sid}: decide() returned index {idx} before start {i}")
+            cid = f"{self.sid}-{st.next_id}"
+            self._snapshots.setdefault(
+                cid, _Snapshot(cid, batch.batch_seq, idx, copy.deepcopy(_RunnerState(
+                    dict(st.position), None, st.next_id, self.strategy.get_state()))))
+            st.next_id += 1
+            seq = first + idx
+            st.pending = _Pending(cid, symbol, decision.side, decision.quantity, decision.order_type,
+                                  decision.limit_price, seq)
+            known = self._outcomes.get(cid)
+            if known is None:
+                out.append(OrderRequest(
+                    client_order_id=cid, strategy_id=self.sid, symbol=symbol, side=decision.side,
+                    quantity=float(decision.quantity), order_type=decision.order_type,
+                    limit_price=decision.limit_price, decision_seq=seq, decision_ts_ns=int(batch.ts_ns[idx]),
+                    epoch=self.epoch, decision_price=float(batch.price[idx]), warm=self.strategy.warm(batch, idx),
+                ))  # fmt: skip
+            i = idx + 1
+            if known is not None and known[0] == "gone":
+                st.pending = None
+
+    def _settle_index(self, p: _Pending, batch: IndicatorBatch, i: int) -> int | None:
+        """Apply the pending order's fill if it happens in this batch at/after ``i``.
+
+        Returns the tick index at which deciding may resume, or None.
+        """
+        st = self.state
+        first = batch.first_tick_seq
+        n = len(batch)
+        known = self._outcomes.get(p.cid)
+        if known is not None:
+            kind, seq = known
+            j = seq - first
+            if j >= n:
+                return None
+            if kind == "gone":
+                st.pending = None
+                return max(i, j + 1 if seq == p.decision_seq else j)
+            self._apply_fill(p, seq)
+            return max(i, j)
+        if not self.assume_fills:
+            return None  # live: wait for the real outcome
+        j = max(i, p.decision_seq + 1 - first)
+        if j >= n:
+            return None
+        if p.order_type is OrderType.LIMIT:
+            seg = batch.price[j:]
+            hits = np.flatnonzero(seg <= p.limit_price) if p.side is Side.BUY else np.flatnonzero(seg >= p.limit_price)
+            if not len(hits):
+                return None
+            j += int(hits[0])
+        self._apply_fill(p, first + j)
+        return j
+
+    def _apply_fill(self, p: _Pending, seq: int) -> None:
+        st = self.state
+        self._shadow_fill[p.cid] = seq
+        delta = p.quantity if p.side is Side.BUY else -p.quantity
+        st.position[p.symbol] = st.position.get(p.symbol, 0.0) + delta
+        st.pending = None
+
+    # ------------------------------------------------------------------ outcomes
+    def on_updates(self, upd: OrderUpdates) -> list[OrderRequest]:
+        """Confirm or correct the shadow; return orders re-decided after a rollback."""
+        rollback_to: _Snapshot | None = None
+        for d in upd.denials:
+            if d.epoch != self.epoch or d.client_order_id not in self._snapshots:
+                continue
+            self._outcomes[d.client_order_id] = ("gone", d.decision_seq)
+            rollback_to = self._earliest(rollback_to, self._snapshots[d.client_order_id])
+        for f in upd.fills:
+            snap = self._snapshots.get(f.client_order_id)
+            if snap is None:
+                continue
+            self._outcomes[f.client_order_id] = ("fill", f.event_seq)
+        for ev in upd.events:
+            snap = self._snapshots.get(ev.client_order_id)
+            if snap is None:
+                continue
+            if ev.status in GONE:
+                self._outcomes[ev.client_order_id] = ("gone", ev.event_seq)
+                rollback_to = self._earliest(rollback_to, snap)
+            elif ev.status is OrderStatus.FILLED:
+                if self._shadow_fill.get(ev.client_order_id) != ev.event_seq:
+                    rollback_to = self._earliest(rollback_to, snap)
+                else:
+                    self._confirm(ev.client_order_id)
+        if rollback_to is None:
+            self._trim()
+            return []
+        return self._rollback(rollback_to)
+
+    @staticmethod
+    def _earliest(a: _Snapshot | None, b: _Snapshot) -> _Snapshot:
+        if a is None:
+            return b
+        return b if (b.batch_seq, b.index) < (a.batch_seq, a.index) else a
+
+    def _confirm(self, cid: str) -> None:
+        self._snapshots.pop(cid, None)
+        self._outcomes.pop(cid, None)
+        self._shadow_fill.pop(cid, None)
+
+    def _trim(self) -> None:
+        if not self._snapshots:
+            self._kept.clear()
+            self._outcomes.clear()
+            self._shadow_fill.clear()
+            return
+        oldest = min(s.batch_seq for s in self._snapshots.values())
+        for seq in list(self._kept):
+            if seq < oldest:
+                del self._kept[seq]
+            else:
+                break
+
+    def _rollback(self, snap: _Snapshot) -> list[OrderRequest]:
+        if snap.batch_seq not in self._kept:
+            raise RuntimeError(f"{self.sid}: cannot roll back to batch {snap.batch_seq}: no longer kept")
+        self.rollbacks += 1
+        self.epoch += 1
+        restored = copy.deepcopy(snap.state)
+        self.state = restored
+        self.strategy.set_state(copy.deepcopy(restored.user))
+        # Snapshots after the rollback point describe a discarded view.
+        for cid, s in list(self._snapshots.items()):
+            if (s.batch_seq, s.index) >= (snap.batch_seq, snap.index):
+                del self._snapshots[cid]
+        # Outcomes stay: they are facts about orders that really exist.
+        out: list[OrderRequest] = []
+        for seq, batch in list(self._kept.items()):
+            if seq < snap.batch_seq:
+                continue
+            self._run(batch, snap.index if seq == snap.batch_seq else 0, out)
+        # Orders whose fate is known were re-run consistent with it: settled.
+        for cid in [c for c in self._snapshots if c in self._outcomes]:
+            del self._snapshots[cid]
+        self._trim()
+        return out
+
+    # ------------------------------------------------------------------ checkpoint
+    def checkpoint(self) -> bytes | None:
+        """Runner state at a batch boundary, or None while decisions are unconfirmed."""
+        if self._snapshots:
+            return None
+        st = self.state
+        pend = None if st.pending is None else dict(st.pending.__dict__)
+        return msgspec.msgpack.encode({"position": st.position, "pending": pend, "next_id": st.next_id,
+                                       "epoch": self.epoch, "user": st.user})
+
+    def restore(self, data: bytes) -> None:
+        raw = msgspec.msgpack.decode(data)
+        p = raw["pending"]
+        self.state = _RunnerState(
+            position=dict(raw["position"]),
+            pending=None if p is None else _Pending(**{**p, "side": Side(p["side"]), "order_type": OrderType(p["order_type"])}),
+            next_id=raw["next_id"], user=raw["user"],
+        )  # fmt: skip
+        self.epoch = raw["epoch"]
+        self.strategy.set_state(raw["user"])
+
+    @property
+    def unconfirmed(self) -> int:
+        return len(self._snapshots)
