@@ -235,3 +235,70 @@ def add_users(cfg: Config) -> None:
 
 def decode(body: bytes) -> object:
     return msgspec.json.decode(body)
+
+
+class FakeClock:
+    """A monotonic clock tests move by hand (no sleeping)."""
+
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class ApiEnv:
+    """A started ApiServer over a FakeEngine, an httpx client, and cached logins."""
+
+    def __init__(self, server, engine: FakeEngine, cfg: Config, clock: FakeClock):
+        import httpx
+
+        self.server, self.engine, self.cfg, self.clock = server, engine, cfg, clock
+        self.client = httpx.Client(base_url=server.url, timeout=10)
+        self._tokens: dict[str, dict] = {}
+
+    def login(self, user: str, password: str = PASSWORD) -> dict:
+        if user not in self._tokens:
+            r = self.client.post("/api/v1/auth/login", json={"username": user, "password": password})
+            assert r.status_code == 200, r.text
+            self._tokens[user] = r.json()
+        return self._tokens[user]
+
+    def headers(self, user: str) -> dict[str, str]:
+        return {"Authorization": "Bearer " + self.login(user)["access_token"]}
+
+
+class api_env:  # noqa: N801 - used as a context manager like a function
+    """``with api_env(tmp_path, requests_per_minute=60) as env:`` -> :class:`ApiEnv`.
+
+    Limits default high so unrelated tests never trip them; limit tests set them."""
+
+    def __init__(self, tmp_path: Path, *, with_hub: bool = True, users: bool = True, **api: object):
+        api.setdefault("requests_per_minute", 100_000)
+        api.setdefault("login_attempts", 10_000)
+        self.cfg = make_config(tmp_path, **api)
+        self.users, self.with_hub = users, with_hub
+
+    def __enter__(self) -> ApiEnv:
+        from engine.api.server import ApiServer
+
+        if self.users:
+            add_users(self.cfg)
+        self.engine = FakeEngine(with_hub=self.with_hub)
+        self.clock = FakeClock()
+        try:
+            self.server = ApiServer(self.cfg, self.engine.directory, clock=self.clock, secret=SECRET)
+            self.server.start()
+        except BaseException:
+            self.engine.stop()
+            raise
+        self.env = ApiEnv(self.server, self.engine, self.cfg, self.clock)
+        return self.env
+
+    def __exit__(self, *exc: object) -> None:
+        self.env.client.close()
+        self.server.stop()
+        self.engine.stop()

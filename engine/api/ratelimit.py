@@ -45,9 +45,9 @@ class SlidingWindowLimiter:
     def _window(self, key: Hashable, now: float) -> collections.deque[float]:
         times = self._log.get(key)
         if times is None:
+            self._evict(room_for_one=True)
             times = collections.deque()
             self._log[key] = times
-            self._evict()
         else:
             self._log.move_to_end(key)
         horizon = now - self.window_s
@@ -76,13 +76,14 @@ class SlidingWindowLimiter:
         """Record an event unconditionally (used after a combined check of several keys)."""
         self._window(key, self._clock()).append(self._clock())
 
-    def _evict(self) -> None:
-        if len(self._log) <= self._max_keys:
+    def _evict(self, room_for_one: bool) -> None:
+        limit = self._max_keys - (1 if room_for_one else 0)
+        if len(self._log) <= limit:
             return
         now = self._clock()
         for key in [k for k, t in self._log.items() if not t or t[-1] <= now - self.window_s]:
             del self._log[key]
-        while len(self._log) > self._max_keys:
+        while len(self._log) > limit:
             self._log.popitem(last=False)
 
     def tracked_keys(self) -> int:
