@@ -424,19 +424,20 @@ class Journal:
             add(body)
             seen(cls)
         frames = b"".join(parts)
-        pending = self._hash.copy()
-        if any(_has_wall(c) for c in classes):
+        if any(_has_wall(c) for c in classes):  # rare: hash these records with wall clocks zeroed
+            hashed = []
             for i, record in enumerate(records):
-                body = parts[3 * i + 2]
-                payload = digest_payload(record, body)
-                pending.update(_frame_header(_KNOWN_TYPES[record.__class__], len(payload)))
-                pending.update(payload)
+                payload = digest_payload(record, parts[3 * i + 2])
+                hashed.append(_frame_header(_KNOWN_TYPES[record.__class__], len(payload)) + payload)
         else:
-            pending.update(frames)
+            hashed = [frames]
         types = "," + ",".join(sorted(_KNOWN_TYPES[c] for c in classes)) + ","
-        with self._lock:
+        with self._lock:  # seq assignment, hash chaining and the commit happen as one step
             self._check_writable()
             first, last = self._last_seq + 1, self._last_seq + len(records)
+            pending = self._hash.copy()
+            for chunk in hashed:
+                pending.update(chunk)
             row = (first, last, time.time_ns(), types, frames)
             self._run_txn(lambda c: c.execute(_INSERT_BATCH, row), f"appending records {first}..{last}")
             self._last_seq = last
@@ -445,13 +446,19 @@ class Journal:
 
     def set_meta(self, key: str, value: str) -> None:
         """Store run metadata (one transaction); same failure rules as :meth:`append`."""
-        if not isinstance(value, str):
-            raise TypeError(f"journal meta {key!r}: expected a str value, got {type(value).__name__}")
+        self.update_meta({key: value})
+
+    def update_meta(self, items: dict[str, str]) -> None:
+        """Store several meta keys in one transaction (all or none)."""
+        for key, value in items.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise TypeError(f"journal meta {key!r}: expected a str key and a str value, got {type(value).__name__}")
         self._check_writable()
+        rows = list(items.items())
         with self._lock:
             self._check_writable()
-            self._run_txn(lambda c: c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value)),
-                          f"setting meta {key!r}")  # fmt: skip
+            self._run_txn(lambda c: c.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", rows),
+                          f"setting meta {', '.join(repr(k) for k, _ in rows)}")  # fmt: skip
 
     def _run_txn(self, body: Callable[[sqlite3.Connection], Any], what: str) -> None:
         conn = self._conn
@@ -623,3 +630,47 @@ def recompute_digest(path: Path | str) -> str:
     """Digest of the journal at ``path`` computed from scratch by re-reading every record (read-only)."""
     with Journal.open(path, readonly=True) as journal:
         return journal.digest()  # _load_tail() has just rebuilt it from the file
+
+
+# --------------------------------------------------------------------------
+# Inspection from a shell: records are framed inside batch rows, so plain
+# ``sqlite3`` shows blobs; this prints them as JSON lines instead.
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m engine.journal PATH [--after SEQ] [--type NAME ...] [--verify]``"""
+    import argparse
+    import json
+    import sys
+
+    from engine.messages import to_json
+
+    parser = argparse.ArgumentParser(prog="python -m engine.journal", description="Print a journal as JSON lines.")
+    parser.add_argument("path", type=Path)
+    parser.add_argument("--after", type=int, default=0, metavar="SEQ", help="only records with seq > SEQ")
+    parser.add_argument("--type", action="append", default=[], metavar="NAME", help="only this record type (repeatable)")
+    parser.add_argument("--verify", action="store_true", help="print integrity, record count, digest and meta only")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.type if n not in _BY_NAME]
+    if unknown:
+        parser.error(f"--type: unknown record type {unknown[0]!r} (known: {', '.join(sorted(_BY_NAME))})")
+    try:
+        with Journal.open(args.path, readonly=True) as journal:
+            if args.verify:
+                print(json.dumps({"path": str(args.path), "integrity": journal.integrity_check(),
+                                  "records": journal.last_seq, "digest": journal.digest(), "meta": journal.meta()}))  # fmt: skip
+                return 0
+            types = tuple(_BY_NAME[n] for n in args.type) or None
+            out = sys.stdout
+            for seq, record in journal.records(after_seq=args.after, types=types):
+                out.write(f'{{"seq":{seq},"type":"{_KNOWN_TYPES[type(record)]}","record":{to_json(record).decode()}}}\n')
+    except JournalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `| head`
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

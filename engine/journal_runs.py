@@ -111,10 +111,9 @@ def start_run(path: Path | str, *, kind: str = "replay", data_path: str = "", da
     """Open a new journal at ``path`` and record the run's identity with status ``running``."""
     journal = Journal.open(path, synchronous=synchronous)
     try:
-        for key, value in ((META_KIND, kind), (META_DATA_PATH, data_path), (META_DATA_FINGERPRINT, data_fingerprint),
-                           (META_CONFIG_HASH, config_hash), (META_CREATED_WALL_NS, str(time.time_ns())),
-                           (META_STATUS, STATUS_RUNNING)):  # fmt: skip
-            journal.set_meta(key, value)
+        journal.update_meta({META_KIND: kind, META_DATA_PATH: data_path, META_DATA_FINGERPRINT: data_fingerprint,
+                             META_CONFIG_HASH: config_hash, META_CREATED_WALL_NS: str(time.time_ns()),
+                             META_STATUS: STATUS_RUNNING})  # fmt: skip
     except BaseException:
         journal.close()
         raise
