@@ -47,9 +47,13 @@ Durability: what each ``synchronous`` setting risks (WAL mode)
 * ``FULL``: the WAL is fsynced on every commit: a committed transaction
   survives a power loss. Costs one fsync per tick batch (~0.1-10 ms,
   depending on the disk).
-* ``EXTRA``: like FULL, and also fsyncs the directory after the WAL is
-  created/deleted, which only matters on filesystems that lose directory
-  entries on power loss. Choose it for live trading on such storage.
+* ``EXTRA``: FULL plus a directory sync after a *rollback* journal is
+  unlinked, which only exists in DELETE journal mode; in WAL mode it costs
+  and protects the same as FULL. Accepted so the config can name it.
+
+Choose FULL for live trading when the venue is not a reliable source of truth
+for your own order history; NORMAL is the default because the venue is, and
+reconciliation after a restart settles the window a power loss could cost.
 
 Failure model
 -------------
@@ -541,6 +545,8 @@ class Journal:
 
     def _iter_batches(self, after_seq: int, names: frozenset[str] | None) -> Iterator[tuple[int, int, str, bytes]]:
         """Batch rows that end after ``after_seq`` (and hold one of ``names``), in order, a page at a time."""
+        if names is not None and not names:
+            return  # no type asked for: nothing matches
         if names is None:
             sql, extra = _SELECT_BATCHES, ()
         else:

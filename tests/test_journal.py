@@ -103,6 +103,7 @@ def test_reads_filter_by_seq_and_type_and_find_the_latest_checkpoint(tmp_path):
         assert (seq, latest.batch_seq) == (12, 9)
         assert journal.last_record(CancelOrder) is None
         assert journal.count() == 12 and journal.count((FeedCheckpoint,)) == 2
+        assert list(journal.records(types=())) == [] and journal.count(()) == 0
 
 
 def test_reopening_continues_seq_and_keeps_everything(tmp_path):
