@@ -205,6 +205,20 @@ class EndOfStream(_Base, frozen=True):
     last_tick_seq: int
 
 
+class StartFeed(_Base, frozen=True):
+    """Start (or resume) a MarketFeed: its first batch carries tick
+    ``after_tick_seq + 1`` and is numbered ``after_batch_seq + 1``, so a
+    feed resumed from a :class:`FeedCheckpoint` re-sends exactly what follows
+    and receivers' duplicate checks on ``batch_seq`` keep working."""
+
+    after_tick_seq: int = -1
+    after_batch_seq: int = -1
+
+
+class GetFeedStats(_Base, frozen=True):
+    """MarketFeed -> FeedStats."""
+
+
 class FeedStats(_Base, frozen=True):
     feed: str
     ticks: int
@@ -569,7 +583,7 @@ class ActorCheckpoint(_Base, frozen=True):
 
 
 Message = Union[
-    TickBatch, IndicatorBatch, BatchDone, EndOfStream, FeedStats,
+    TickBatch, IndicatorBatch, BatchDone, EndOfStream, FeedStats, StartFeed, GetFeedStats,
     OrderRequest, OrderBatch, Round, VenueReport, CancelOrder, CancelAll, OrderDenied, OrderEvent,
     Fill, Order, OrderUpdates, Position, PnL,
     TradingStateChanged, SetTradingState, KillSwitch, Flatten,
