@@ -163,6 +163,8 @@ class TickBatch(_Base, frozen=True):
     size: np.ndarray  # float64
     side: np.ndarray | None = None  # int8: 1 buyer aggressor, -1 seller, 0 unknown
     recv_wall_ns: int = 0
+    high: np.ndarray | None = None  # bars only (price is the close): lets ATR use the true range
+    low: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.price.shape[0])
@@ -229,6 +231,7 @@ class FeedStats(_Base, frozen=True):
     credits: int
     backpressure_waits: int
     finished: bool
+    error: str = ""  # why the source stopped early (e.g. a file corrupt half-way), "" if it did not
 
 
 # --------------------------------------------------------------------------
