@@ -110,7 +110,6 @@ META_CONFIG_HASH = "config_hash"
 META_KIND = "kind"  # "replay" | "run"
 
 
-
 class JournalError(Exception):
     """A journal operation failed; ``kind`` is machine-readable, ``detail`` says why and where."""
 
@@ -326,7 +325,7 @@ class Journal:
         path = Path(path)
         sync = str(synchronous).upper()
         if sync not in SYNCHRONOUS_MODES:
-            raise JournalError("schema", f"journal.synchronous: expected one of {', '.join(SYNCHRONOUS_MODES)}, got {synchronous!r}")
+            raise ValueError(f"journal.synchronous: expected one of {', '.join(SYNCHRONOUS_MODES)}, got {synchronous!r}")
         if readonly and not path.is_file():
             raise JournalError("io", f"{path}: no journal file to open read-only")
         if not readonly and not path.parent.is_dir():

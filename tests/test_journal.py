@@ -201,7 +201,7 @@ def test_an_empty_sqlite_file_is_migrated_and_a_foreign_file_is_refused(tmp_path
 
 
 def test_user_mistakes_get_clear_errors(tmp_path):
-    with pytest.raises(JournalError, match="synchronous.*SOMETIMES"):
+    with pytest.raises(ValueError, match="synchronous.*SOMETIMES"):
         Journal.open(tmp_path / "j.sqlite", synchronous="SOMETIMES")
     with pytest.raises(JournalError, match="no journal file") as info:
         Journal.open(tmp_path / "missing.sqlite", readonly=True)
