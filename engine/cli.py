@@ -115,6 +115,7 @@ def cmd_run(args) -> int:
 
     from engine.assembly import FEED, build_engine
     from engine.messages import StartFeed
+    from actors.supervisor import TreeStartError
     from engine.production import live_problems
     from strategies.loader import StrategyLoadError
 
@@ -156,6 +157,9 @@ def cmd_run(args) -> int:
     except StrategyLoadError as exc:
         _print_err(str(exc))
         return EXIT_USAGE
+    except TreeStartError as exc:
+        _print_err(f"engine could not start: {exc}; trading stays HALTED")
+        return EXIT_FAILED
     api = None
     stop = threading.Event()
     signals = {"count": 0}
@@ -175,7 +179,7 @@ def cmd_run(args) -> int:
             from engine.api.server import ApiConfigError, ApiServer
 
             try:
-                api = ApiServer(cfg, eng.directory, kill=eng.kill)
+                api = ApiServer(cfg, eng.directory)
                 api.start()
                 print(f"  api:     {api.url}  (dashboard at /, docs at /api/docs)")
             except ApiConfigError as exc:
@@ -214,10 +218,13 @@ def _make_source(cfg):
     from engine.data import SyntheticSource, open_tick_source
 
     if cfg.feed.source == "synthetic":
-        return SyntheticSource(cfg.instruments, seed=cfg.feed.seed, max_ticks=cfg.feed.max_ticks or None)
+        return SyntheticSource(cfg.instruments, seed=cfg.feed.seed, max_ticks=cfg.feed.max_ticks)
     rejects = Path(cfg.engine.data_dir) / cfg.feed.rejects_file
-    return open_tick_source(cfg.feed.path, symbol=cfg.feed.symbol or None, instruments=cfg.instruments,
-                            kind=cfg.feed.kind, rejects_path=rejects, cache_dir=Path(cfg.engine.data_dir) / "cache")
+    from engine.replay import capped
+
+    src = open_tick_source(cfg.feed.path, symbol=cfg.feed.symbol or None, instruments=cfg.instruments,
+                           kind=cfg.feed.kind, rejects_path=rejects, cache_dir=Path(cfg.engine.data_dir) / "cache")
+    return capped(src, cfg.feed.max_ticks)
 
 
 # ---------------------------------------------------------------- doctor / users / bench

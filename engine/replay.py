@@ -82,7 +82,7 @@ def run_replay(
     def source_factory():
         src = open_tick_source(str(data_path), symbol=cfg.feed.symbol or None, instruments=cfg.instruments,
                                kind=cfg.feed.kind, rejects_path=rejects, cache_dir=cache)
-        return src
+        return capped(src, cfg.feed.max_ticks)
 
     escalated: list[str] = []
     t0 = time.perf_counter()
@@ -114,6 +114,33 @@ def run_replay(
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
         Path(report_path).write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2))
     return report
+
+
+class _Capped:
+    """A tick source that stops after ``limit`` accepted ticks (``feed.max_ticks``)."""
+
+    def __init__(self, source, limit: int):
+        self._source = source
+        self._limit = limit
+
+    def __getattr__(self, name):
+        return getattr(self._source, name)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        chunk = next(self._source)
+        if chunk.first_tick_seq >= self._limit:
+            self._source.exhausted = True
+            raise StopIteration
+        if chunk.first_tick_seq + len(chunk) > self._limit:
+            chunk = chunk.slice(0, self._limit - chunk.first_tick_seq)
+        return chunk
+
+
+def capped(source, limit: int):
+    return _Capped(source, limit) if limit and limit > 0 else source
 
 
 def _without_batch_size(cfg: Config) -> Config:

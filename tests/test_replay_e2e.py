@@ -1,0 +1,152 @@
+"""The whole engine over real SPY ticks: correctness anchor, determinism, report contract, crash recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.config import config_from_dict, load_config
+from engine.indicators import rsi
+from engine.replay import run_replay
+from tests.paths import REPO, SPY_TICKS, needs_shared, spy_prices
+from tests.test_trading_pure import reference_fills
+
+pytestmark = needs_shared
+
+REPORT_KEYS = {"ticks", "rejected_ticks", "orders", "fills", "position", "realized_pnl", "fees", "max_drawdown",
+               "elapsed_s", "ticks_per_s", "journal_digest"}
+
+
+def job_config(tmp: Path, max_ticks: int, **feed):
+    base = load_config(REPO / "bench" / "job.toml")
+    raw = json.loads(json.dumps(__import__("msgspec").to_builtins(base)))
+    raw["engine"]["data_dir"] = str(tmp / "data")
+    raw["journal"]["dir"] = str(tmp / "journal")
+    raw["logging"]["dir"] = str(tmp / "log")
+    raw["feed"]["max_ticks"] = max_ticks
+    raw["feed"].update(feed)
+    return config_from_dict(raw)
+
+
+def reference(n: int):
+    _, prices = spy_prices(n)
+    fills = reference_fills(prices, rsi(prices, 14))
+    pos = sum(q for _, q, _ in fills)
+    realized, held, cost = 0.0, 0.0, 0.0
+    for _, q, p in fills:
+        if q > 0:
+            held, cost = held + q, cost + q * p
+        else:
+            avg = cost / held
+            realized += (p - avg) * (-q)
+            held, cost = held + q, cost + q * avg
+    return fills, pos, realized
+
+
+@pytest.mark.timeout(300)
+def test_anchor_first_million_spy_ticks_equal_plain_python_loop(tmp_path):
+    cfg = job_config(tmp_path, 1_000_000)
+    report = run_replay(cfg, str(SPY_TICKS), symbol="SPY", progress=False)
+    fills, pos, realized = reference(1_000_000)
+    assert REPORT_KEYS <= report.keys()
+    assert report["ticks"] == 1_000_000 and report["rejected_ticks"] == 0
+    assert report["orders"] >= report["fills"]
+    assert report["fills"] == len(fills)
+    assert report["position"] == {"SPY": pos}
+    assert report["realized_pnl"] == pytest.approx(realized, abs=1e-6)
+    assert report["fees"] == 0
+
+
+def test_same_digest_for_batch_sizes_and_repeated_runs(tmp_path):
+    digests, fills = set(), set()
+    for k, batch in enumerate((1, 64, 4096, 4096)):
+        cfg = job_config(tmp_path / str(k), 20_000, batch_size=batch)
+        rep = run_replay(cfg, str(SPY_TICKS), symbol="SPY", progress=False)
+        digests.add(rep["journal_digest"])
+        fills.add((rep["fills"], rep["realized_pnl"], json.dumps(rep["position"])))
+        assert rep["fills"] > 20
+    assert len(digests) == 1 and len(fills) == 1
+
+
+def test_cli_replay_writes_report_and_plot(tmp_path):
+    cfg_path = tmp_path / "job.toml"
+    text = (REPO / "bench" / "job.toml").read_text()
+    text = text.replace('data_dir = "var/bench/data"', f'data_dir = "{tmp_path}/data"')
+    text = text.replace('dir = "var/bench/journal"', f'dir = "{tmp_path}/journal"')
+    text = text.replace('dir = "var/bench/log"', f'dir = "{tmp_path}/log"').replace("max_ticks = 1000000", "max_ticks = 50000")
+    cfg_path.write_text(text)
+    out = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "replay", str(SPY_TICKS), "--symbol", "SPY", "--config", str(cfg_path),
+         "--report", str(tmp_path / "r.json"), "--plot", str(tmp_path / "eq.png")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert REPORT_KEYS <= report.keys() and report["ticks"] == 50_000
+    assert Path(report["journal"]).is_file()
+    assert (tmp_path / "eq.png").stat().st_size > 1000
+    bad = subprocess.run([sys.executable, "-m", "engine.cli", "replay", str(tmp_path / "nope.csv"), "--symbol", "SPY",
+                          "--config", str(cfg_path)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "nope.csv" in bad.stderr and "Traceback" not in bad.stderr
+    unknown = subprocess.run([sys.executable, "-m", "engine.cli", "replay", str(SPY_TICKS), "--symbol", "QQQ",
+                              "--config", str(cfg_path)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and "QQQ" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+@pytest.mark.timeout(400)
+def test_kill_9_at_random_instants_then_resume_gives_the_undisturbed_journal(tmp_path):
+    n = 200_000
+    undisturbed = run_replay(job_config(tmp_path / "clean", n), str(SPY_TICKS), symbol="SPY", progress=False)
+    cfg_path = tmp_path / "job.toml"
+    text = (REPO / "bench" / "job.toml").read_text()
+    for a, b in (('data_dir = "var/bench/data"', f'data_dir = "{tmp_path}/data"'),
+                 ('dir = "var/bench/journal"', f'dir = "{tmp_path}/journal"'),
+                 ('dir = "var/bench/log"', f'dir = "{tmp_path}/log"'), ("max_ticks = 1000000", f"max_ticks = {n}"),
+                 ("batch_size = 4096", "batch_size = 256")):
+        text = text.replace(a, b)
+    cfg_path.write_text(text)
+    cmd = [sys.executable, "-m", "engine.cli", "replay", str(SPY_TICKS), "--symbol", "SPY", "--config", str(cfg_path),
+           "--resume", "--report", str(tmp_path / "r.json")]
+    rng = random.Random(1234)
+    kills = 0
+    for _ in range(5):
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        journal_dir = tmp_path / "journal" / "paper"
+        # Kill once the journal has grown a random amount past its size at start.
+        start = sum(p.stat().st_size for p in journal_dir.glob("*")) if journal_dir.exists() else 0
+        target = start + rng.randint(20_000, 400_000)
+        done = threading.Event()
+
+        def watch():
+            while not done.is_set() and proc.poll() is None:
+                size = sum(p.stat().st_size for p in journal_dir.glob("*")) if journal_dir.exists() else 0
+                if size >= target:
+                    proc.send_signal(signal.SIGKILL)
+                    return
+                done.wait(0.005)
+
+        t = threading.Thread(target=watch)
+        t.start()
+        proc.wait(timeout=120)
+        done.set()
+        t.join()
+        if proc.returncode == -signal.SIGKILL:
+            kills += 1
+        else:
+            break
+    final = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=200)
+    assert final.returncode == 0, final.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert kills >= 1
+    assert report["journal_digest"] == undisturbed["journal_digest"]
+    assert report["fills"] == undisturbed["fills"] and report["position"] == undisturbed["position"]
+    assert report["realized_pnl"] == pytest.approx(undisturbed["realized_pnl"])
