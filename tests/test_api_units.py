@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jwt
 import pytest
-from api_fixtures import SECRET, FakeClock, make_config
+from tests.api_fixtures import SECRET, FakeClock, make_config
 
 from actors.directory import Directory
 from actors.event_hub import EventHub

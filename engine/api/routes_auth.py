@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import anyio
 from litestar import Request, Response, get, post
+from litestar.params import JSONBody
 from litestar.exceptions import NotAuthorizedException
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT, HTTP_429_TOO_MANY_REQUESTS
 
@@ -35,7 +36,7 @@ def _too_many(retry_after: int) -> Response:
 
 @post("/auth/login", opt=PUBLIC, status_code=HTTP_200_OK, summary="Log in; returns access and refresh tokens",
       responses=None)  # fmt: skip
-async def login(request: Request, data: LoginRequest) -> Response[TokenPair]:
+async def login(request: Request, data: JSONBody[LoginRequest]) -> Response[TokenPair]:
     ctx = ctx_of(request)
     user_key, client = data.username.lower(), client_key(request.scope)
     by_user, by_client = ctx.login_by_user.check(user_key), ctx.login_by_client.check(client)
@@ -67,7 +68,7 @@ async def _issue(request: Request, username: str, role: str, refresh_token: str 
 
 
 @post("/auth/refresh", opt=PUBLIC, status_code=HTTP_200_OK, summary="Trade a refresh token for a new pair (single use)")
-async def refresh(request: Request, data: RefreshRequest) -> TokenPair:
+async def refresh(request: Request, data: JSONBody[RefreshRequest]) -> TokenPair:
     ctx = ctx_of(request)
     try:
         username, nxt = await anyio.to_thread.run_sync(ctx.refresh.rotate, data.refresh_token)
@@ -81,7 +82,7 @@ async def refresh(request: Request, data: RefreshRequest) -> TokenPair:
 
 
 @post("/auth/logout", guards=VIEWER, status_code=HTTP_204_NO_CONTENT, summary="Revoke this access token and its refresh family")
-async def logout(request: Request, data: LogoutRequest | None = None) -> None:
+async def logout(request: Request, data: JSONBody[LogoutRequest | None] = None) -> None:
     ctx = ctx_of(request)
     ctx.access.revoke(claims_of(request))
     if data is not None and data.refresh_token:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from litestar import Request, Response, delete, get, post, put
 from litestar.exceptions import NotFoundException, ValidationException
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 
 from engine.api.auth import ADMIN, TRADER, VIEWER, requested_by
 from engine.api.bridge import ask_actor
@@ -64,7 +64,7 @@ async def get_order(request: Request, client_order_id: ClientOrderId) -> Order:
 
 @post("/orders", guards=TRADER, summary="Submit an order (through the pre-trade checks)",
       description="201 when accepted; 422 with the machine-readable reason when denied.")  # fmt: skip
-async def submit_order(request: Request, data: SubmitOrderBody) -> Response[SubmitResult]:
+async def submit_order(request: Request, data: JSONBody[SubmitOrderBody]) -> Response[SubmitResult]:
     if data.order_type == OrderType.LIMIT and data.limit_price is None:
         raise ValidationException("limit_price: required for a LIMIT order", extra=[{"key": "limit_price", "message": "required for a LIMIT order"}])
     if data.order_type == OrderType.MARKET and data.limit_price is not None:
@@ -107,19 +107,19 @@ async def get_state(request: Request) -> TradingStateInfo:
 
 
 @put("/trading-state", guards=ADMIN, summary="Set ACTIVE / REDUCING / HALTED (admin)")
-async def set_state(request: Request, data: SetStateBody) -> TradingStateInfo:
+async def set_state(request: Request, data: JSONBody[SetStateBody]) -> TradingStateInfo:
     msg = SetTradingState(state=data.state, reason=data.reason, requested_by=requested_by(request))
     return await _ask(request, "safety", msg)  # type: ignore[return-value]
 
 
 @post("/trading-state/kill-switch", guards=ADMIN, status_code=200, summary="Halt, cancel all open orders, optionally flatten (admin)")
-async def kill_switch(request: Request, data: KillSwitchBody) -> TradingStateInfo:
+async def kill_switch(request: Request, data: JSONBody[KillSwitchBody]) -> TradingStateInfo:
     msg = KillSwitch(reason=data.reason, flatten=data.flatten, requested_by=requested_by(request))
     return await _ask(request, "safety", msg)  # type: ignore[return-value]
 
 
 @post("/trading-state/flatten", guards=ADMIN, status_code=200, summary="Close positions (one symbol or all) (admin)")
-async def flatten(request: Request, data: FlattenBody) -> TradingStateInfo:
+async def flatten(request: Request, data: JSONBody[FlattenBody]) -> TradingStateInfo:
     return await _ask(request, "safety", Flatten(symbol=data.symbol, requested_by=requested_by(request)))  # type: ignore[return-value]
 
 
