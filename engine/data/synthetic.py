@@ -28,7 +28,7 @@ class SyntheticSource(TickSource):
         instruments: Any,
         seed: int = 7,
         *,
-        max_ticks: int = 0,
+        max_ticks: int | None = 0,
         chunk_rows: int = 256,
         start_ns: int = DEFAULT_START_NS,
         interval_ns: int = 1_000_000,
@@ -37,6 +37,7 @@ class SyntheticSource(TickSource):
         self.instruments = list(instruments_by_symbol(instruments).values())
         if not self.instruments:
             raise ValueError("synthetic source: expected at least one instrument, got none")
+        max_ticks = 0 if max_ticks is None else max_ticks
         if max_ticks < 0:
             raise ValueError(f"synthetic source: max_ticks must be >= 0 (0 = unbounded), got {max_ticks}")
         if not 1 <= chunk_rows <= 1 << 20:
