@@ -30,6 +30,7 @@ from loguru import logger
 from pykka import messages as pykka_messages
 
 from actors.directory import Address, Directory
+from actors.inbox import DEFAULT_PRIORITY_TYPES, PriorityInbox
 from engine.messages import ChildFailed, ChildRecovered, Heartbeat, HeartbeatAck
 
 
@@ -67,6 +68,14 @@ class EngineActor(pykka.ThreadingActor):
     _dispatch_table: dict[type, str] = {}
     # Message types that may be dropped silently after a stop (timer ticks and the like).
     _housekeeping: tuple[type, ...] = ()
+    # Control messages (kill switch, trading state, heartbeats, queries) take the
+    # mailbox's fast lane and overtake a data backlog; FIFO within each lane;
+    # pykka's stop stays in the normal lane (see actors/inbox.py).
+    priority_types: tuple[type, ...] = DEFAULT_PRIORITY_TYPES
+
+    @classmethod
+    def _create_actor_inbox(cls) -> PriorityInbox:  # type: ignore[override]
+        return PriorityInbox(cls.priority_types)
 
     def __init__(self, name: str, directory: Directory, supervisor: str | None = None):
         super().__init__()
@@ -146,11 +155,16 @@ class EngineActor(pykka.ThreadingActor):
     def _fail(self, kind: str, exc: BaseException) -> None:
         """Hand the mailbox back to the directory (in order), then tell the supervisor."""
         self.failed = True
+        if self.supervisor is None:
+            # Nobody will restart us: our queue has no future owner. Asks fail
+            # now, tells are counted dead letters, the name is released.
+            logger.error("{} failed ({}) with no supervisor: {!r}", self.name, kind, exc)
+            if self.directory.ref(self.name) is self.actor_ref:
+                self.directory.unregister(self.name)
+            self._drop_after_stop()
+            return
         self._failure_handled = True
         self.directory.salvage(self.name, self.actor_ref)
-        if self.supervisor is None:
-            logger.error("{} failed ({}) with no supervisor: {!r}", self.name, kind, exc)
-            return
         self.directory.tell(
             self.supervisor,
             ChildFailed(
