@@ -116,6 +116,9 @@ class SafetyActor(EngineActor):
             if o.epoch < self.min_epoch.get(o.strategy_id, 0):
                 self.superseded += 1  # decided on a view its strategy has rolled back
                 continue
+            if risk.is_resubmission(o, st):
+                approved.append(o)  # idempotent: the OrderActor answers with what already happened
+                continue
             now = o.decision_ts_ns if (self.event_time and o.decision_ts_ns) else time.time_ns()
             verdict = risk.check_order(o, st, self.limits, self.instruments, now)
             if verdict is None:

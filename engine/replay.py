@@ -75,7 +75,7 @@ def run_replay(
     else:
         journal_path = new_run_path(jdir, kind="replay")
         start_run(journal_path, kind="replay", data_path=str(data_path.resolve()), data_fingerprint=fp,
-                  config_hash=chash)
+                  config_hash=chash, synchronous=cfg.journal.synchronous).close()
     rejects = Path(cfg.engine.data_dir) / cfg.feed.rejects_file
     cache = Path(cfg.engine.data_dir) / "cache"
 

@@ -32,7 +32,7 @@ class RiskState:
     exposure: dict[str, float] = field(default_factory=dict)
     last_price: dict[str, float] = field(default_factory=dict)
     last_ts_ns: dict[str, int] = field(default_factory=dict)
-    seen_ids: set[str] = field(default_factory=set)
+    seen_ids: dict[str, tuple] = field(default_factory=dict)  # client id -> signature()
     # Event-time stamps (ns) of recently approved orders, for the rate limit.
     recent: collections.deque = field(default_factory=collections.deque)
     realized_pnl_today: float = 0.0
@@ -40,6 +40,16 @@ class RiskState:
 
 def signed(side: Side, qty: float) -> float:
     return qty if side is Side.BUY else -qty
+
+
+def signature(order: OrderRequest) -> tuple:
+    """What makes two submissions with one client id the same order."""
+    return (order.symbol, order.side, order.quantity, order.order_type, order.limit_price, order.decision_seq)
+
+
+def is_resubmission(order: OrderRequest, state: RiskState) -> bool:
+    """The same client id with the same content: an idempotent re-send, not a new order."""
+    return state.seen_ids.get(order.client_order_id) == signature(order)
 
 
 def is_reducing(order: OrderRequest, position: float) -> bool:
@@ -107,7 +117,7 @@ def check_order(
 
 def record_approval(order: OrderRequest, state: RiskState, now_ns: int) -> None:
     """Update the state after an approval (the caller journals and sends it)."""
-    state.seen_ids.add(order.client_order_id)
+    state.seen_ids[order.client_order_id] = signature(order)
     state.exposure[order.symbol] = state.exposure.get(order.symbol, 0.0) + signed(order.side, order.quantity)
     state.recent.append(now_ns)
     cutoff = now_ns - 1_000_000_000

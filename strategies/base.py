@@ -254,6 +254,7 @@ class StrategyRunner:
                 st.pending = None
                 return max(i, j + 1 if seq == p.decision_seq else j)
             self._apply_fill(p, seq)
+            self._confirm(p.cid)  # the shadow applied a known, real fill
             return max(i, j)
         if not self.assume_fills:
             return None  # live: wait for the real outcome
@@ -298,7 +299,12 @@ class StrategyRunner:
                 self._outcomes[ev.client_order_id] = ("gone", ev.event_seq)
                 rollback_to = self._earliest(rollback_to, snap)
             elif ev.status is OrderStatus.FILLED:
-                if self._shadow_fill.get(ev.client_order_id) != ev.event_seq:
+                shadow = self._shadow_fill.get(ev.client_order_id)
+                if shadow is None:
+                    # Known before the shadow reached that tick (a replayed fact after a
+                    # restart): the shadow will apply it when it gets there.
+                    self._outcomes[ev.client_order_id] = ("fill", ev.event_seq)
+                elif shadow != ev.event_seq:
                     rollback_to = self._earliest(rollback_to, snap)
                 else:
                     self._confirm(ev.client_order_id)

@@ -164,7 +164,9 @@ class PaperVenue:
 
     def restore(self, orders: list[Order]) -> None:
         for o in orders:
-            if o.client_order_id in self._orders:
+            if o.client_order_id in self._orders or o.status is OrderStatus.SUBMITTED:
+                # SUBMITTED = never acknowledged: this venue never knew it, so it is
+                # re-sent (and acknowledged) by the OrderActor, not silently adopted.
                 continue
             req = OrderRequest(
                 client_order_id=o.client_order_id, strategy_id=o.strategy_id, symbol=o.symbol, side=o.side,
