@@ -37,8 +37,10 @@ Conventions (TA-Lib 0.6 / python ``ta-lib`` 0.8, checked by the tests)
   at index slow-1* (not of the first ``fast`` values); signal = EMA(g) of the
   MACD line seeded with its first ``g`` values; hist = macd - signal.
 * ATR: true range ``max(h-l, |c_prev-h|, |c_prev-l|)`` from the second row;
-  seed = mean of the first ``n`` true ranges, then Wilder smoothing. For tick
-  data high = low = close = price, so TR = |price change|.
+  seed = mean of the first ``n`` true ranges, then Wilder smoothing written
+  as for RSI (``atr*((n-1)/n) + tr*(1/n)``: no division in the loop-carried
+  chain; last-bit differences from TA-Lib only). For tick data
+  high = low = close = price, so TR = |price change|.
 
 Deliberate differences from TA-Lib (NaN safety)
 -----------------------------------------------
@@ -342,7 +344,8 @@ def _atr_kernel(high, low, close, out, st, period):  # pragma: no cover - compil
     atr = st[3]
     last = st[4]
     n = period
-    nm1 = n - 1.0
+    inv_n = 1.0 / n
+    keep = (n - 1.0) * inv_n
     for i in range(close.shape[0]):
         h = high[i]
         lo = low[i]
@@ -362,9 +365,7 @@ def _atr_kernel(high, low, close, out, st, period):  # pragma: no cover - compil
                         atr = trs / n
                         last = atr
                 else:
-                    atr *= nm1
-                    atr += tr
-                    atr /= n
+                    atr = atr * keep + tr * inv_n
                     last = atr
             pc = c
             count += 1.0
