@@ -26,10 +26,37 @@ from typing import Any, Iterable
 import pykka
 from loguru import logger
 from pykka import messages as pykka_messages
+from pykka._envelope import Envelope
 
 
 class DeadLetter(Exception):
     """Raised by :meth:`Address.ask` when the named actor is not running."""
+
+
+class _PendingAsk:
+    """An ask held for an actor being restarted: delivered with its reply future intact."""
+
+    __slots__ = ("future", "message")
+
+    def __init__(self, message: Any, future: pykka.Future):
+        self.message = message
+        self.future = future
+
+
+def _deliver(ref: pykka.ActorRef, item: Any) -> None:
+    """tell, or re-post a held ask with its original future (raises ActorDeadError like tell)."""
+    if isinstance(item, _PendingAsk):
+        if not ref.is_alive():
+            raise pykka.ActorDeadError(f"{ref} not found")
+        ref.actor_inbox.put(Envelope(item.message, reply_to=item.future))  # type: ignore[attr-defined]
+    else:
+        ref.tell(item)
+
+
+def _fail_pending(items: Iterable[Any], why: str) -> None:
+    for item in items:
+        if isinstance(item, _PendingAsk):
+            item.future.set_exception(exc_info=(DeadLetter, DeadLetter(why), None))
 
 
 def actor_of(ref: pykka.ActorRef) -> Any:
@@ -66,9 +93,8 @@ class Directory:
             self._down.discard(name)
             pending = self._buffers.pop(name, None)
             while pending:
-                msg = pending[0]
                 try:
-                    ref.tell(msg)
+                    _deliver(ref, pending[0])
                 except pykka.ActorDeadError:
                     # Died before it could take its backlog (e.g. on_start failed):
                     # keep the rest for the next incarnation.
@@ -93,13 +119,15 @@ class Directory:
             dropped = self._buffers.pop(name, None)
             if dropped:
                 self._dead_letters[name] += len(dropped)
-                logger.warning("dead letters: {} messages for stopped actor {}", len(dropped), name)
+        if dropped:
+            _fail_pending(dropped, f"actor {name!r} stopped before answering")
+            logger.warning("dead letters: {} messages for stopped actor {}", len(dropped), name)
 
     def retire(self, name: str, ref: pykka.ActorRef, zombie: bool = False) -> int:
         """Unpublish this incarnation of ``name`` and move its queued tells to the buffer front.
 
-        Queued asks fail at once with ``ActorDeadError`` (their callers have
-        timeouts); a queued stop request is answered. With ``zombie=True`` the
+        Queued asks move too, with their reply futures (their callers keep
+        waiting, within their own timeouts); a queued stop request is answered. With ``zombie=True`` the
         actor's thread is quarantined: whatever it sends later is dropped.
         Returns how many messages were moved.
         """
@@ -122,16 +150,18 @@ class Directory:
             else:  # a newer incarnation is already published: hand them straight over
                 buf = None
             moved = list(already_taken)
-            failed_asks = []
+            stops = []
             inbox = ref.actor_inbox
             while True:
                 try:
                     envelope = inbox.get_nowait()  # type: ignore[attr-defined]
                 except Exception:  # queue.Empty
                     break
-                if envelope.reply_to is not None:
-                    failed_asks.append(envelope)
-                elif not isinstance(envelope.message, pykka_messages._ActorStop):  # noqa: SLF001
+                if isinstance(envelope.message, pykka_messages._ActorStop):  # noqa: SLF001
+                    stops.append(envelope)
+                elif envelope.reply_to is not None:
+                    moved.append(_PendingAsk(envelope.message, envelope.reply_to))
+                else:
                     moved.append(envelope.message)
             if buf is not None:
                 room = max(0, self._buffer_limit - len(buf))
@@ -140,18 +170,15 @@ class Directory:
             else:
                 keep, overflow = moved, []
                 live = self._refs[name]
-                for msg in keep:
-                    live.tell(msg)
+                for item in keep:
+                    _deliver(live, item)
             if overflow:
                 self._dead_letters[name] += len(overflow)
-        for envelope in failed_asks:
-            if isinstance(envelope.message, pykka_messages._ActorStop):  # noqa: SLF001
+        for envelope in stops:
+            if envelope.reply_to is not None:
                 envelope.reply_to.set(None)
-            else:
-                envelope.reply_to.set_exception(
-                    exc_info=(pykka.ActorDeadError, pykka.ActorDeadError(f"{name} was retired"), None)
-                )
         if overflow:
+            _fail_pending(overflow, f"restart buffer of {name!r} is full")
             logger.warning("dead letters: {} messages for {} (restart buffer full)", len(overflow), name)
         return len(keep)
 
@@ -200,24 +227,34 @@ class Directory:
         return False
 
     def ask(self, name: str, msg: Any, timeout: float = 5.0) -> Any:
-        ref = self._live_ref(name)
+        """Ask and wait; an actor being restarted answers after its restart (within ``timeout``)."""
+        future = self.ask_future(name, msg)
         try:
-            return ref.ask(msg, timeout=timeout)
+            return future.get(timeout=timeout)
         except pykka.ActorDeadError:
             raise DeadLetter(f"actor {name!r} stopped before answering") from None
 
     def ask_future(self, name: str, msg: Any) -> pykka.Future:
-        return self._live_ref(name).ask(msg, block=False)
-
-    def _live_ref(self, name: str) -> pykka.ActorRef:
         if self._zombie_threads and threading.get_ident() in self._zombie_threads:
             raise DeadLetter(f"a retired actor may not ask {name!r}")
         with self._lock:
             ref = self._refs.get(name)
-        if ref is None:
-            state = "being restarted" if name in self._down else "not running"
-            raise DeadLetter(f"actor {name!r} is {state}")
-        return ref
+            if ref is not None and not ref.is_alive():  # died; its supervisor has not caught up yet
+                self._refs.pop(name, None)
+                self._down.add(name)
+                self._buffers.setdefault(name, collections.deque())
+                ref = None
+            if ref is None:
+                buf = self._buffers.get(name) if name in self._down else None
+                if buf is None:
+                    raise DeadLetter(f"actor {name!r} is not running")
+                if len(buf) >= self._buffer_limit:
+                    self._dead_letters[name] += 1
+                    raise DeadLetter(f"actor {name!r} is being restarted and its buffer is full")
+                future = pykka.ThreadingFuture()
+                buf.append(_PendingAsk(msg, future))
+                return future
+            return ref.ask(msg, block=False)  # enqueued under the lock, like tell
 
     # -- introspection
     def ref(self, name: str) -> pykka.ActorRef | None:

@@ -206,6 +206,10 @@ class SupervisorActor(EngineActor):
         child.dead_ticks = 0
         child.heartbeat.reset()
         self.directory.register(child.id, ref)
+        if child.spec.kind == "supervisor":
+            # OTP starts a child supervisor synchronously: when we are up, the whole
+            # subtree is up (so its names resolve as soon as start_tree returns).
+            _await_started(ref, timeout=child.spec.shutdown_timeout_s + 30.0)
 
     def _stop_child(self, child: _Child, graceful: bool, zombie: bool = False) -> None:
         """Take one incarnation out of service.
@@ -232,13 +236,21 @@ class SupervisorActor(EngineActor):
             logger.error("{}: {} did not stop within {}s; abandoned as a zombie", self.name, child.id, child.spec.shutdown_timeout_s)
             self.directory.retire(child.id, ref, zombie=True)
 
-    def _stop_all(self, graceful: bool) -> None:
-        """Stop children in reverse start order; later messages to them are dead letters."""
+    def _stop_all(self, graceful: bool, keep_buffering: bool = False) -> None:
+        """Stop children in reverse start order.
+
+        Later messages to them are dead letters, unless ``keep_buffering``: a
+        nested supervisor that escalates is usually restarted by its parent, so
+        its children's names keep buffering meanwhile.
+        """
         for child in reversed(self._children):
             if child.ref is None and child.status == "stopped":
                 continue
             self._stop_child(child, graceful=graceful)
-            self.directory.unregister(child.id)
+            if keep_buffering:
+                self.directory.mark_down(child.id)
+            else:
+                self.directory.unregister(child.id)
             child.status = "stopped"
 
     # ------------------------------------------------------------------ failures
@@ -358,7 +370,7 @@ class SupervisorActor(EngineActor):
                 SetTradingState(state=TradingState.HALTED, reason=f"escalation: {reason}"[:500], requested_by="supervisor"),
             )
         self._stop_timers()
-        self._stop_all(graceful=True)
+        self._stop_all(graceful=is_root, keep_buffering=not is_root)
         self._publish()
         if not is_root:
             self.directory.tell(
@@ -542,6 +554,20 @@ class SupervisorActor(EngineActor):
 
     def _active_ids(self) -> list[str]:
         return [c.id for c in self._children if not c.removed]
+
+
+def _await_started(ref: pykka.ActorRef, timeout: float) -> None:
+    """Wait until a child supervisor's on_start is done, or it died trying (a start failure it reports itself)."""
+    future = ref.ask(_Ready(), block=False)
+    deadline = time.monotonic() + timeout
+    while ref.is_alive() and time.monotonic() < deadline:
+        try:
+            future.get(timeout=0.05)
+            return
+        except pykka.Timeout:
+            continue
+        except pykka.ActorDeadError:
+            return
 
 
 def _resolved(future: pykka.Future) -> bool:

@@ -25,7 +25,7 @@ class Item(msgspec.Struct, frozen=True):
     """A numbered message; ``action`` makes the receiver misbehave on purpose."""
 
     n: int
-    action: str = ""  # "", "raise", "exit", "hang"
+    action: str = ""  # "", "raise", "exit", "hang", "quit", "slow"
 
 
 class Journal:
@@ -89,10 +89,15 @@ class Worker(EngineActor):
         if msg.action == "hang":
             self.journal.add("hanging", (self.name, msg.n))
             self.release.wait(TIMEOUT * 4)
-            self.journal.add("woke", (self.name, msg.n))
-            # a zombie's sends must be dropped
+            # a zombie's sends must be dropped: send first, then say we woke
             self.directory.tell("sink", Item(n=-msg.n))
+            self.journal.add("woke", (self.name, msg.n))
             return -1
+        if msg.action == "slow":
+            threading.Event().wait(0.025)  # simulated work, not synchronisation
+        if msg.action == "quit":
+            self.stop()  # a normal exit, like OTP's exit(normal)
+            return 0
         self.seen.append(msg.n)
         self.journal.add("item", (self.name, msg.n, len(self.seen)))
         return len(self.seen)
