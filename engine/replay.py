@@ -79,15 +79,22 @@ def run_replay(
     rejects = Path(cfg.engine.data_dir) / cfg.feed.rejects_file
     cache = Path(cfg.engine.data_dir) / "cache"
 
+    def open_source():
+        return open_tick_source(str(data_path), symbol=cfg.feed.symbol or None, instruments=cfg.instruments,
+                                kind=cfg.feed.kind, rejects_path=rejects, cache_dir=cache)
+
+    ingest_s = ingest(open_source)
+
     def source_factory():
-        src = open_tick_source(str(data_path), symbol=cfg.feed.symbol or None, instruments=cfg.instruments,
-                               kind=cfg.feed.kind, rejects_path=rejects, cache_dir=cache)
-        return capped(src, cfg.feed.max_ticks)
+        return capped(open_source(), cfg.feed.max_ticks)
 
     escalated: list[str] = []
-    t0 = time.perf_counter()
+    t_boot = time.perf_counter()
     eng = build_engine(cfg, source_factory=source_factory, journal_path=journal_path, config_dir=config_dir,
                        on_escalate=escalated.append, with_monitor=False)
+    warm_up(eng.strategies)
+    boot_s = time.perf_counter() - t_boot
+    t0 = time.perf_counter()
     try:
         eng.directory.tell(FEED, StartFeed(after_tick_seq=-1))
         _wait(eng, progress if progress is not None else sys.stderr.isatty(), timeout_s)
@@ -102,6 +109,8 @@ def run_replay(
         if not eng.kill.is_set():
             finish_run(j)
     report["journal"] = str(journal_path)
+    report["ingest_s"] = round(ingest_s, 4)
+    report["boot_s"] = round(boot_s, 4)
     report["resumed"] = resumed
     report["batch_size"] = cfg.feed.batch_size
     report["peak_rss_mb"] = round(_peak_rss_mb(), 1)
@@ -114,6 +123,54 @@ def run_replay(
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
         Path(report_path).write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2))
     return report
+
+
+def ingest(open_source) -> float:
+    """Build the columnar cache of a data file once (validation + Arrow IPC copy).
+
+    Replays then stream memory-mapped columns instead of re-parsing text, the
+    way a data catalog is ingested once and read many times. Returns seconds
+    spent (0 when the cache was already valid).
+    """
+    src = open_source()
+    cache = getattr(src, "cache", None)
+    if cache is None or cache.valid():
+        src.close()
+        return 0.0
+    t = time.perf_counter()
+    for _chunk in src:
+        pass
+    src.close()
+    return time.perf_counter() - t
+
+
+def warm_up(strategies) -> None:
+    """Load every numba kernel the pipeline uses before the clock starts.
+
+    With the on-disk cache this is a load, not a compile (~0.3 s once per
+    process); the report gives it as ``boot_s`` rather than hiding it in ticks/s.
+    """
+    import numpy as np
+
+    from engine.indicators import atr, bollinger, ema, macd, rsi, sma
+
+    x = np.linspace(1.0, 2.0, 64)
+    rsi(x, 14), sma(x, 5), ema(x, 5), bollinger(x, 5, 2.0), macd(x, 3, 6, 2), atr(x, x, x, 5)
+    from engine.config import IndicatorSpec
+    from engine.indicators import IndicatorSet
+
+    for st in strategies:
+        IndicatorSet(list(st.indicators()) or [IndicatorSpec(kind="rsi")]).update(x)
+        from engine.indicators import key_for
+        from engine.messages import IndicatorBatch, freeze
+
+        values = {k: freeze(np.full(64, np.nan)) for spec in st.indicators() for k in key_for(spec)}
+        batch = IndicatorBatch(feed="warm", batch_seq=0, symbol="", first_tick_seq=0,
+                               ts_ns=freeze(np.zeros(64, dtype=np.int64)), price=freeze(x), size=freeze(x), values=values)
+        try:
+            st.decide(batch, 0, 0.0)
+        except NotImplementedError:
+            pass
 
 
 class _Capped:
