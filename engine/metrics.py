@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from typing import Any, Iterable, Sequence
 
 from hdrh.histogram import HdrHistogram
@@ -142,14 +143,15 @@ def rates(prev: dict[str, float], prev_t: float, now: dict[str, float], now_t: f
 
 @dataclasses.dataclass(frozen=True)
 class GrowthReport:
-    """Whether a series grows monotonically (a leak suspect), and by how much."""
+    """Whether a series keeps growing (a leak suspect), and by how much."""
 
     flagged: bool
     samples: int
     growth: float  # last - first
     relative_growth: float  # growth / max(|first|, 1)
-    rising_fraction: float  # share of steps that did not go down
+    rising_fraction: float  # share of steps that did not go down (information)
     slope_per_sample: float
+    segment_medians: tuple[float, ...]
     reason: str
 
 
@@ -157,44 +159,44 @@ def detect_growth(
     samples: Sequence[float],
     min_samples: int = 10,
     min_relative_growth: float = 0.05,
-    min_rising_fraction: float = 0.9,
+    segments: int = 4,
 ) -> GrowthReport:
     """Flag a series that keeps growing: the soak test's leak detector.
 
-    A series is flagged when it has at least ``min_samples`` points, the
-    least-squares slope is positive, at least ``min_rising_fraction`` of the
-    steps do not go down, and it grew by at least ``min_relative_growth`` of
-    its first value overall. Noise that goes up and down, a step that then
-    stays flat, and tiny drifts are not flagged.
+    The series is cut into ``segments`` consecutive parts; it is flagged when
+    the median of every part is higher than the one before (growth sustained
+    over the whole window, robust to GC-style noise), the least-squares slope
+    is positive, and it grew by at least ``min_relative_growth`` of its first
+    value. Noise around a level, a one-off step followed by a plateau, and
+    tiny drifts are not flagged.
     """
     values = [float(v) for v in samples if v is not None and math.isfinite(float(v))]
     n = len(values)
-    if n < max(2, min_samples):
-        return GrowthReport(False, n, 0.0, 0.0, 0.0, 0.0, f"too few samples ({n} < {min_samples})")
+    need = max(min_samples, 2 * segments, 2)
+    if n < need:
+        return GrowthReport(False, n, 0.0, 0.0, 0.0, 0.0, (), f"too few samples ({n} < {need})")
     steps = [b - a for a, b in zip(values, values[1:])]
     rising = sum(1 for s in steps if s >= 0) / len(steps)
-    strictly = sum(1 for s in steps if s > 0)
     mean_x = (n - 1) / 2.0
     mean_y = sum(values) / n
     var_x = sum((i - mean_x) ** 2 for i in range(n))
     slope = sum((i - mean_x) * (y - mean_y) for i, y in enumerate(values)) / var_x
+    bounds = [round(k * n / segments) for k in range(segments + 1)]
+    medians = tuple(statistics.median(values[bounds[k] : bounds[k + 1]]) for k in range(segments))
+    sustained = all(b > a for a, b in zip(medians, medians[1:]))
+    # growth measured between the first and last segment (robust to one noisy end point)
     growth = values[-1] - values[0]
-    relative = growth / max(abs(values[0]), 1.0)
-    # A single jump followed by a plateau is an allocation, not a leak: demand
-    # that growth is spread over at least a quarter of the steps.
-    spread = strictly >= max(2, len(steps) // 4)
-    flagged = slope > 0 and rising >= min_rising_fraction and relative >= min_relative_growth and spread
+    relative = (medians[-1] - medians[0]) / max(abs(medians[0]), 1.0)
+    flagged = slope > 0 and sustained and relative >= min_relative_growth
     if flagged:
-        reason = f"grew {growth:g} ({relative:.1%}) over {n} samples, {rising:.0%} of steps non-decreasing"
+        reason = f"grew {relative:.1%} over {n} samples; every {n // segments}-sample segment higher than the last"
     elif slope <= 0:
         reason = "not growing"
-    elif rising < min_rising_fraction:
-        reason = f"fluctuates ({rising:.0%} of steps non-decreasing)"
-    elif not spread:
-        reason = "step change then flat"
+    elif not sustained:
+        reason = "growth not sustained (noise, or a step then flat)"
     else:
         reason = f"growth {relative:.1%} below threshold {min_relative_growth:.1%}"
-    return GrowthReport(flagged, n, growth, relative, rising, slope, reason)
+    return GrowthReport(flagged, n, growth, relative, rising, slope, medians, reason)
 
 
 def detect_leaks(history: Iterable[dict[str, float]], keys: Iterable[str], **kwargs: Any) -> dict[str, GrowthReport]:
