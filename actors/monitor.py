@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 import psutil
@@ -32,8 +32,8 @@ from engine.messages import ActorStatus, GetActorTree, GetMetrics, MetricsSnapsh
 LEAK_SERIES = ("rss_bytes", "open_fds", "threads")
 
 
-class _Sample(msgspec.Struct, frozen=True, tag=True):
-    pass
+class SampleNow(msgspec.Struct, frozen=True, tag=True):
+    """Take a sample now (the ticker sends these; tests and the soak test may too) -> MetricsSnapshot."""
 
 
 class GetHistory(msgspec.Struct, frozen=True, tag=True):
@@ -50,7 +50,7 @@ class GetLeakReport(msgspec.Struct, frozen=True, tag=True):
 
 
 class MonitorActor(EngineActor):
-    _housekeeping = (_Sample,)
+    _housekeeping = (SampleNow,)
 
     def __init__(
         self,
@@ -61,12 +61,14 @@ class MonitorActor(EngineActor):
         tree_root: str | None = None,
         registry: metrics.Registry | None = None,
         tick: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ):
         super().__init__(name, directory, supervisor)
         self.cfg = cfg
         self.tree_root = tree_root if tree_root is not None else supervisor
         self.registry = registry if registry is not None else metrics.REGISTRY
         self._tick = tick
+        self._clock = clock
         self._ticker: Ticker | None = None
         self._process = psutil.Process(os.getpid())
         self._history: collections.deque[MetricsSnapshot] = collections.deque(maxlen=cfg.history)
@@ -77,13 +79,13 @@ class MonitorActor(EngineActor):
 
     def on_start(self) -> None:
         self._process.cpu_percent(None)  # first call primes psutil's CPU delta
-        self._prev_counters, self._prev_t = self.registry.counters(), time.monotonic()
+        self._prev_counters, self._prev_t = self.registry.counters(), self._clock()
         if self._tick:
             ref = self.actor_ref
 
             def tell_sample() -> bool:
                 try:
-                    ref.tell(_Sample())
+                    ref.tell(SampleNow())
                     return True
                 except pykka.ActorDeadError:
                     return False
@@ -100,8 +102,8 @@ class MonitorActor(EngineActor):
         super().on_failure(exception_type, exception_value, traceback)
 
     # -- handlers
-    @handles(_Sample)
-    def on_sample(self, _msg: _Sample) -> MetricsSnapshot:
+    @handles(SampleNow)
+    def on_sample(self, _msg: SampleNow) -> MetricsSnapshot:
         snap = self.sample()
         self._history.append(snap)
         return snap
@@ -125,7 +127,7 @@ class MonitorActor(EngineActor):
     # -- sampling
     def sample(self) -> MetricsSnapshot:
         """One sample of the process, every actor and the metrics registry."""
-        now = time.monotonic()
+        now = self._clock()
         proc = self._process
         with proc.oneshot():
             rss = proc.memory_info().rss
