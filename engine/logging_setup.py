@@ -49,6 +49,7 @@ def setup_logging(cfg: LoggingSection, secrets: list[str] | tuple[str, ...] = ()
     _state["sinks"] = []
     try:
         logger.remove(0)  # loguru's default stderr sink would duplicate ours
+        _state["default_removed"] = True
     except ValueError:
         pass
 
@@ -59,6 +60,10 @@ def setup_logging(cfg: LoggingSection, secrets: list[str] | tuple[str, ...] = ()
         _state["sinks"].append(
             logger.add(sys.stderr, level=cfg.level, format=_console_format, colorize=None, backtrace=False, diagnose=False)
         )
+    for key in ("rotation", "retention"):
+        problem = _check_file_option(key, getattr(cfg, key))
+        if problem:
+            raise ConfigError([problem])
     try:
         sink_id = logger.add(
             str(path),
@@ -72,12 +77,43 @@ def setup_logging(cfg: LoggingSection, secrets: list[str] | tuple[str, ...] = ()
             enqueue=False,
         )
     except (ValueError, TypeError) as exc:
-        raise ConfigError([f"logging.rotation / logging.retention: {exc}"]) from None
+        raise ConfigError([f"logging: {exc}"]) from None
     except OSError as exc:
         raise ConfigError([f"logging.json_file: cannot open {str(path)!r}: {exc.strerror or exc}"]) from None
     _state["sinks"].append(sink_id)
     _intercept_stdlib(cfg.level)
     return path
+
+
+def _check_file_option(key: str, value: str) -> str:
+    """Ask loguru to parse ``value`` on a throwaway sink so the error names the key."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            probe = logger.add(str(Path(tmp) / "probe.log"), **{key: value}, level="CRITICAL", filter=lambda r: False)
+        except (ValueError, TypeError) as exc:
+            return f"logging.{key}: {exc} (got {value!r})"
+        logger.remove(probe)
+    return ""
+
+
+def shutdown_logging() -> None:
+    """Undo :func:`setup_logging`: remove our sinks, the stdlib bridge and the patcher
+    (loguru's plain stderr sink comes back). Tests and embedding applications use it."""
+    for sink_id in _state["sinks"]:
+        try:
+            logger.remove(sink_id)
+        except ValueError:
+            pass
+    _state["sinks"] = []
+    handler = _state["intercept"]
+    if handler is not None:
+        logging.getLogger().removeHandler(handler)
+    logger.configure(patcher=None)
+    if _state.get("default_removed"):
+        logger.add(sys.stderr)
+        _state["default_removed"] = False
 
 
 def set_secrets(secrets: list[str] | tuple[str, ...]) -> None:
