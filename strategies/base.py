@@ -128,6 +128,16 @@ class Strategy:
                 return i, decision
         return None
 
+    def scan(self, batch: IndicatorBatch, start: int, position: float, pending: float):
+        """Optional fast path: every decision in ``batch[start:]`` at once.
+
+        Assumes market orders that fill on the next tick (the paper venue's
+        rule) and ``pending`` = signed quantity of a market order decided on
+        the tick before ``start``. Return ``(indices, signed_quantities)`` or
+        NotImplemented; the runner then falls back to :meth:`decide`.
+        """
+        return NotImplemented
+
     # User state that must roll back with decisions (override for stateful strategies).
     def get_state(self) -> Any:
         return None
@@ -197,6 +207,8 @@ class StrategyRunner:
             self._kept.popitem(last=False)
 
     def _run(self, batch: IndicatorBatch, start: int, out: list[OrderRequest]) -> None:
+        if self.assume_fills and not self._outcomes and self._scan(batch, start, out):
+            return
         st = self.state
         n = len(batch)
         i = start
@@ -217,9 +229,10 @@ class StrategyRunner:
             if idx < i:
                 raise ValueError(f"{self.sid}: decide() returned index {idx} before start {i}")
             cid = f"{self.sid}-{st.next_id}"
+            user = self.strategy.get_state()
             self._snapshots.setdefault(
-                cid, _Snapshot(cid, batch.batch_seq, idx, copy.deepcopy(_RunnerState(
-                    dict(st.position), None, st.next_id, self.strategy.get_state()))))
+                cid, _Snapshot(cid, batch.batch_seq, idx, _RunnerState(
+                    dict(st.position), None, st.next_id, None if user is None else copy.deepcopy(user))))
             st.next_id += 1
             seq = first + idx
             st.pending = _Pending(cid, symbol, decision.side, decision.quantity, decision.order_type,
@@ -235,6 +248,53 @@ class StrategyRunner:
             i = idx + 1
             if known is not None and known[0] == "gone":
                 st.pending = None
+
+    def _scan(self, batch: IndicatorBatch, start: int, out: list[OrderRequest]) -> bool:
+        """All of a batch's decisions in one strategy call (see Strategy.scan)."""
+        st = self.state
+        first, symbol, n = batch.first_tick_seq, batch.symbol, len(batch)
+        p = st.pending
+        pending = 0.0
+        if p is not None:
+            if p.order_type is not OrderType.MARKET or p.symbol != symbol or p.decision_seq + 1 != first + start:
+                return False
+            pending = p.quantity if p.side is Side.BUY else -p.quantity
+        position = st.position.get(symbol, 0.0)
+        res = self.strategy.scan(batch, start, position, pending)
+        if res is NotImplemented:
+            return False
+        indices, quantities = res
+        if p is not None and start < n:
+            self._apply_fill(p, first + start)
+            position += pending
+        user = self.strategy.get_state()
+        for idx, q in zip(indices.tolist(), quantities.tolist()):
+            cid = f"{self.sid}-{st.next_id}"
+            self._snapshots[cid] = _Snapshot(cid, batch.batch_seq, idx, _RunnerState({**st.position, symbol: position},
+                                                                                     None, st.next_id, user))
+            st.next_id += 1
+            side = Side.BUY if q > 0 else Side.SELL
+            qty = abs(q)
+            out.append(OrderRequest(
+                client_order_id=cid, strategy_id=self.sid, symbol=symbol, side=side, quantity=qty,
+                order_type=OrderType.MARKET, decision_seq=first + idx, decision_ts_ns=int(batch.ts_ns[idx]),
+                epoch=self.epoch, decision_price=float(batch.price[idx]), warm=self.strategy.warm(batch, idx),
+            ))  # fmt: skip
+            pend = _Pending(cid, symbol, side, qty, OrderType.MARKET, None, first + idx)
+            if idx + 1 < n:
+                self._shadow_fill[cid] = first + idx + 1
+                position += q
+                st.pending = None
+            else:
+                st.pending = pend
+        if not len(indices) and p is not None and start >= n:
+            return True
+        st.position[symbol] = position
+        if len(indices) and indices[-1] + 1 < n:
+            st.pending = None
+        elif not len(indices) and p is not None:
+            st.pending = None
+        return True
 
     def _settle_index(self, p: _Pending, batch: IndicatorBatch, i: int) -> int | None:
         """Apply the pending order's fill if it happens in this batch at/after ``i``.
@@ -342,7 +402,7 @@ class StrategyRunner:
             raise RuntimeError(f"{self.sid}: cannot roll back to batch {snap.batch_seq}: no longer kept")
         self.rollbacks += 1
         self.epoch += 1
-        restored = copy.deepcopy(snap.state)
+        restored = _RunnerState(dict(snap.state.position), None, snap.state.next_id, copy.deepcopy(snap.state.user))
         self.state = restored
         self.strategy.set_state(copy.deepcopy(restored.user))
         # Snapshots after the rollback point describe a discarded view.

@@ -46,6 +46,30 @@ def first_rsi_signal(rsi: np.ndarray, start: int, position: float, lower: float,
     return -1
 
 
+@njit(cache=True, nogil=True)
+def rsi_scan(rsi, start, position, pending, lower, upper, qty):
+    """Every decision from ``start`` on, market orders filling on the next tick."""
+    n = rsi.shape[0]
+    idx = np.empty(n, np.int64)
+    signed = np.empty(n, np.float64)
+    k = 0
+    for i in range(start, n):
+        if pending != 0.0:
+            position += pending
+            pending = 0.0
+        x = rsi[i]
+        if position == 0.0 and x < lower:
+            pending = qty
+        elif position > 0.0 and x > upper:
+            pending = -position
+        else:
+            continue
+        idx[k] = i
+        signed[k] = pending
+        k += 1
+    return idx[:k], signed[:k]
+
+
 class RsiMeanReversion(Strategy):
     Params = RsiParams
 
@@ -61,6 +85,10 @@ class RsiMeanReversion(Strategy):
     def value_keys(self) -> list[str]:
         return [self.key]
 
+    def scan(self, batch: IndicatorBatch, start: int, position: float, pending: float):
+        p = self.params
+        return rsi_scan(batch.values[self.key], start, position, pending, p.lower, p.upper, p.qty)
+
     def decide(self, batch: IndicatorBatch, start: int, position: float):
         p = self.params
         i = first_rsi_signal(batch.values[self.key], start, position, p.lower, p.upper)
@@ -75,6 +103,7 @@ class RsiMeanReversionPerTick(RsiMeanReversion):
     """The same rules written per tick: slower, and proof the two styles agree."""
 
     decide = Strategy.decide
+    scan = Strategy.scan
 
     def on_tick(self, tick: TickView) -> Decision | None:
         p = self.params

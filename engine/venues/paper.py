@@ -22,7 +22,9 @@ tick after its decision.
 
 from __future__ import annotations
 
+import bisect
 import collections
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,18 +85,22 @@ class PaperVenue:
 
     def _match(self, events: list[OrderEvent], fills: list[Fill]) -> None:
         done = []
+        history = self._history
+        firsts = [h[0] for h in history]
         for cid, r in self._orders.items():
             req = r.request
-            if not r.accepted:
+            if not r.accepted and req.order_type is not OrderType.MARKET:
+                # A limit order rests: acknowledge it. A market order's next event is its fill.
                 r.accepted = True
                 events.append(self._event(r, OrderStatus.ACCEPTED, req.decision_seq, req.decision_ts_ns))
-            for first, ts, price in self._history:
+            target = max(req.decision_seq + 1, r.checked_through + 1)
+            k = max(bisect.bisect_right(firsts, target) - 1, 0)
+            for first, ts, price in itertools.islice(history, k, None):
                 n = len(price)
-                start = max(req.decision_seq + 1, r.checked_through + 1) - first
+                start = target - first
                 if start >= n:
                     continue
-                start = max(start, 0)
-                if self._fill_from(r, first, ts, price, start, events, fills):
+                if self._fill_from(r, first, ts, price, max(start, 0), events, fills):
                     done.append(cid)
                     break
                 r.checked_through = first + n - 1
