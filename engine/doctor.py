@@ -82,13 +82,18 @@ def _check_python() -> Check:
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
+    """``"2.1.0rc1"`` -> ``(2, 1, 0)``: the leading numeric release, enough for minimum checks."""
     parts = []
     for piece in text.split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
         if not digits:
             break
         parts.append(int(digits))
-        if not piece.isdigit():
+        if len(digits) != len(piece):
             break
     return tuple(parts)
 
