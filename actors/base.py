@@ -137,10 +137,11 @@ class EngineActor(pykka.ThreadingActor):
         try:
             self.on_start()
         except BaseException as exc:  # noqa: BLE001 - pykka would skip on_failure / kill everyone
-            logger.opt(exception=exc).error("{} failed to start: {!r}", self.name, exc)
+            self._pending_failure = ("start_failure", exc)
             pykka.ActorRegistry.unregister(self.actor_ref)
             self.actor_stopped.set()
             self._fail("start_failure", exc)
+            logger.opt(exception=exc).error("{} failed to start: {!r}", self.name, exc)
 
     def _actor_loop_teardown(self) -> None:
         try:

@@ -153,6 +153,7 @@ class SupervisorActor(EngineActor):
             except Exception as exc:  # noqa: BLE001 - a factory is user code
                 reason = f"{self.name}: child {child.id!r} failed to start: {type(exc).__name__}: {exc}"
                 child.status, child.last_error = "failed", reason
+                self.directory.unregister(child.id)
                 for done in reversed(started):
                     self._stop_child(done, graceful=False)
                     self.directory.unregister(done.id)
@@ -195,6 +196,9 @@ class SupervisorActor(EngineActor):
     # ------------------------------------------------------------------ starting / stopping children
     def _start_child(self, child: _Child) -> None:
         ctx = ChildContext(name=child.id, directory=self.directory, supervisor=self.name)
+        # Until it is published, messages to the name (e.g. from its own children
+        # while its on_start runs) wait in the buffer instead of becoming dead letters.
+        self.directory.mark_down(child.id)
         ref = child.spec.factory(ctx)
         if not isinstance(ref, pykka.ActorRef):
             raise SupervisionSpecError(
@@ -456,9 +460,14 @@ class SupervisorActor(EngineActor):
                 continue
             ref = child.ref
             if not ref.is_alive():
-                # A failing actor reports itself; give the report one tick to arrive.
+                # A failing EngineActor reports itself: wait for that report (it carries
+                # the real failure kind); anything else that died is a normal exit.
+                actor = actor_of(ref)
+                reporting = actor is not None and (
+                    getattr(actor, "failed", False) or getattr(actor, "_pending_failure", None) is not None
+                )
                 child.dead_ticks += 1
-                if child.dead_ticks >= 2:
+                if child.dead_ticks >= (40 if reporting else 2):
                     self._handle_failure(child, "stopped", "actor stopped without a failure report")
                 continue
             answered = child.probe is None or _resolved(child.probe)
@@ -650,6 +659,7 @@ def start_tree(
     gives up: it must not block (set a flag / event; the main thread exits).
     """
     tree = Tree(spec, directory)
+    directory.mark_down(spec.id)  # children report to the root while it is still starting
     ref = SupervisorActor.start(spec.id, directory, None, spec=spec, tree=tree, on_escalate=on_escalate)
     directory.register(spec.id, ref)
     try:
