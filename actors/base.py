@@ -31,6 +31,7 @@ from pykka import messages as pykka_messages
 
 from actors.directory import Address, Directory
 from actors.inbox import DEFAULT_PRIORITY_TYPES, PriorityInbox
+from engine import faults as _faults
 from engine.messages import ChildFailed, ChildRecovered, Heartbeat, HeartbeatAck
 
 
@@ -113,7 +114,12 @@ class EngineActor(pykka.ThreadingActor):
         self.processed += 1
         self._current = message
         try:
-            return getattr(self, method)(message)
+            if _faults.injector is None:
+                return getattr(self, method)(message)
+            _faults.injector.before(self.name, message)  # chaos tests only (engine/faults.py)
+            result = getattr(self, method)(message)
+            _faults.injector.after(self.name, message)
+            return result
         except Exception as exc:
             self._pending_failure = ("exception", exc)
             raise
