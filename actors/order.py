@@ -30,6 +30,11 @@ from engine.messages import (
 from engine.orders import OPEN, OrderBook
 from engine.recovery import fold
 
+try:
+    from engine import metrics as _metrics
+except ImportError:  # pragma: no cover
+    _metrics = None
+
 
 class OrderActor(EngineActor):
     def __init__(self, name: str, directory: Directory, supervisor: str | None = None, *,
@@ -55,7 +60,16 @@ class OrderActor(EngineActor):
         self.flatten_seq = 0
 
     def on_start(self) -> None:
-        self.journal = self._journal_factory()
+        try:
+            self.journal = self._journal_factory()
+        except JournalError as exc:
+            # Cannot know what is durable: never trade blind. Halt, say why, stay up for queries.
+            self.journal_failed = f"journal {exc.kind}: {exc.detail}"
+            self.kill.pull(self.journal_failed)
+            logger.critical("trading halted: {}", self.journal_failed)
+            self.safety.tell(SetTradingState(state=TradingState.HALTED, reason=self.journal_failed, requested_by="orders"))
+            self.report_recovered(False, self.journal_failed)
+            return
         if self.journal is not None and self.journal.last_seq > 0:
             rec = fold(self.journal.records())
             self.book = rec.book
@@ -63,6 +77,9 @@ class OrderActor(EngineActor):
             # Orders journaled as submitted but never acknowledged may not have reached the
             # venue; the venue is asked by client id before anything is re-sent.
             self.in_flight_resend = {c for c, o in self.book.orders.items() if o.status is OrderStatus.SUBMITTED}
+            logger.info("recovered {} orders ({} open), {} fills from {}", len(self.book.orders),
+                        len(self.book.open_ids), self.book.fills_count, self.journal)
+        self.report_recovered(True, f"{len(self.book.orders)} orders, {self.book.fills_count} fills")
 
     def on_stop(self) -> None:
         if self.journal is not None:
@@ -88,6 +105,8 @@ class OrderActor(EngineActor):
     # ------------------------------------------------------------- rounds
     @handles(Round)
     def on_round(self, rnd: Round) -> None:
+        if _metrics is not None and rnd.recv_wall_ns:
+            _metrics.record_ns("feed_to_orders", time.time_ns() - rnd.recv_wall_ns)
         if rnd.price is not None and len(rnd.price):
             self.last_seq = rnd.first_tick_seq + len(rnd.price) - 1
             self.last_ts_ns = int(rnd.ts_ns[-1])
@@ -147,6 +166,8 @@ class OrderActor(EngineActor):
 
     @handles(VenueReport)
     def on_report(self, rep: VenueReport) -> None:
+        if _metrics is not None and rep.recv_wall_ns:
+            _metrics.record_ns("feed_to_report", time.time_ns() - rep.recv_wall_ns)
         self.last_seq = max(self.last_seq, rep.watermark)
         records: list = []
         events: list[OrderEvent] = []
