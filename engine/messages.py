@@ -278,6 +278,7 @@ class OrderBatch(_Base, frozen=True):
     ts_ns: np.ndarray | None = None
     price: np.ndarray | None = None
     end_of_stream: bool = False
+    recv_wall_ns: int = 0  # wall time the feed made the tick batch (latency histograms)
 
 
 class Round(_Base, frozen=True):
