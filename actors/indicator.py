@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import time
+
 import msgspec
 import numpy as np
 
@@ -83,6 +85,8 @@ class IndicatorActor(EngineActor):
             if _metrics is not None:
                 _metrics.inc("indicator_duplicate_batches_total", 1, feed=batch.feed)
         else:
+            if _metrics is not None and batch.recv_wall_ns:
+                _metrics.record_ns("feed_to_indicators", time.time_ns() - batch.recv_wall_ns)
             out = self.compute(batch)
             self.last_batch[batch.feed] = batch.batch_seq
             for name in self._targets(batch.symbol):

@@ -29,6 +29,11 @@ from engine.messages import (
 )  # fmt: skip
 from engine.orders import TERMINAL
 
+try:
+    from engine import metrics as _metrics
+except ImportError:  # pragma: no cover
+    _metrics = None
+
 
 class KillFlag:
     """Process-wide kill switch: set from any thread, read before every venue send."""
@@ -99,12 +104,15 @@ class SafetyActor(EngineActor):
             order_index = {s.strategy_id: k for k, s in enumerate(batches)}
             orders.sort(key=lambda o: (o.decision_seq, order_index[o.strategy_id]))
         approved, denials = self._check_all(orders)
+        recv = ref.recv_wall_ns if ref is not None and ref.recv_wall_ns else 0
+        if recv and _metrics is not None:
+            _metrics.record_ns("feed_to_safety", time.time_ns() - recv)
         self.orders.tell(Round(
             feed=feed, batch_seq=batch_seq, symbol=symbol, first_tick_seq=ref.first_tick_seq if ref else 0,
             ts_ns=ref.ts_ns if ref else None, price=ref.price if ref else None, approved=approved,
             denials=denials, cancels=[c for b in batches for c in b.cancels],
             end_of_stream=bool(ref and ref.end_of_stream), strategies=[b.strategy_id for b in batches],
-            recv_wall_ns=time.time_ns(),
+            recv_wall_ns=recv or time.time_ns(),
         ))  # fmt: skip
 
     def _check_all(self, orders: list[OrderRequest]) -> tuple[list[OrderRequest], list[OrderDenied]]:

@@ -7,10 +7,17 @@ no strategy can reach the OrderActor or a venue (safety is structural).
 
 from __future__ import annotations
 
+import time
+
 from actors.base import EngineActor, handles
 from actors.directory import Directory
 from engine.messages import EndOfStream, IndicatorBatch, OrderBatch, OrderUpdates, StrategyLifecycle
 from strategies.base import Strategy, StrategyRunner
+
+try:
+    from engine import metrics as _metrics
+except ImportError:  # pragma: no cover
+    _metrics = None
 
 
 class StrategyActor(EngineActor):
@@ -32,10 +39,13 @@ class StrategyActor(EngineActor):
         if batch.batch_seq <= self.last_batch.get(batch.feed, -1):
             return  # duplicate after a restart: already decided on
         self.last_batch[batch.feed] = batch.batch_seq
+        if _metrics is not None and batch.recv_wall_ns:
+            _metrics.record_ns("feed_to_strategy", time.time_ns() - batch.recv_wall_ns)
         orders = self.runner.on_batch(batch)
         self.safety.tell(OrderBatch(
             strategy_id=self.runner.sid, feed=batch.feed, batch_seq=batch.batch_seq, orders=orders,
             symbol=batch.symbol, first_tick_seq=batch.first_tick_seq, ts_ns=batch.ts_ns, price=batch.price,
+            recv_wall_ns=batch.recv_wall_ns,
         ))  # fmt: skip
 
     @handles(OrderUpdates)

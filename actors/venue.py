@@ -7,10 +7,17 @@ supervisor sees it and trading stays HALTED: never a silent fallback to paper.
 
 from __future__ import annotations
 
+import time
+
 from actors.base import EngineActor, handles
 from actors.directory import DeadLetter, Directory
 from engine.messages import GetOrders, Round
 from engine.venues.base import Venue
+
+try:
+    from engine import metrics as _metrics
+except ImportError:  # pragma: no cover
+    _metrics = None
 
 
 class VenueActor(EngineActor):
@@ -33,4 +40,11 @@ class VenueActor(EngineActor):
 
     @handles(Round)
     def on_round(self, rnd: Round) -> None:
+        if _metrics is not None and rnd.recv_wall_ns:
+            # Once per round: "tick received -> at venue"; rounds that carry orders also
+            # feed the end-to-end "tick -> order at venue" histogram.
+            waited = time.time_ns() - rnd.recv_wall_ns
+            _metrics.record_ns("feed_to_venue", waited)
+            if rnd.approved:
+                _metrics.record_ns("tick_to_order_at_venue", waited)
         self.orders.tell(self.venue.on_round(rnd))
