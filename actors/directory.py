@@ -254,7 +254,12 @@ class Directory:
                 future = pykka.ThreadingFuture()
                 buf.append(_PendingAsk(msg, future))
                 return future
-            return ref.ask(msg, block=False)  # enqueued under the lock, like tell
+            # Enqueued under the lock, like tell. Not via ref.ask: if the actor dies
+            # between our check and pykka's, pykka would fail the ask at once, while
+            # an envelope already in the mailbox is salvaged for the next incarnation.
+            future = pykka.ThreadingFuture()
+            ref.actor_inbox.put(Envelope(msg, reply_to=future))  # type: ignore[attr-defined]
+            return future
 
     # -- introspection
     def ref(self, name: str) -> pykka.ActorRef | None:
