@@ -9,10 +9,14 @@ end of the pipeline) has sent ``BatchDone`` for it.
 Why it pumps itself: a handler never blocks or sleeps. While it has credit
 and data, the feed sends one batch and tells itself ``_Pump`` so that
 ``BatchDone``, ``GetFeedStats`` and heartbeats interleave with the replay.
-In real-time mode (``realtime_rate`` ticks/s > 0) a ticker thread tells it
-``_Due`` every few milliseconds; each batch is whatever became due since the
-last one, capped at ``batch_size`` (a batch of one under light load, larger
-after a stall).
+In real-time mode (``realtime_rate`` ticks/s > 0) a pacer thread tells it
+``_Due`` when the next tick falls due (every ``1/rate`` s, never more often
+than every ``MIN_PACER_INTERVAL_S``); each batch is whatever became due since
+the last one, capped at ``batch_size``: adaptive batching, a batch of one
+while the pipeline keeps up (lowest latency), larger when it falls behind or
+credits ran out (highest throughput). A tick's ``recv_wall_ns`` is the wall
+time it fell due, so latency histograms include any pacing or back-pressure
+wait. The pacer never has more than one ``_Due`` in the feed's mailbox.
 
 Batches never cross a source chunk, so every batch is one symbol and the
 batches of a symbol keep their order. Tick and batch numbering is
@@ -54,6 +58,7 @@ class _Due:
 
 _PUMP = _Pump()
 _DUE = _Due()
+MIN_PACER_INTERVAL_S = 50e-6  # above this rate ticks are batched by the pacer itself
 
 
 class _Pacer(threading.Thread):
@@ -64,9 +69,17 @@ class _Pacer(threading.Thread):
         self._ref = ref
         self._interval = interval_s
         self._stop_event = threading.Event()
+        self.due_pending = False  # set here, cleared by the feed: at most one _Due queued
 
     def run(self) -> None:
-        while not self._stop_event.wait(self._interval):
+        # Deadline-based, so the wake-ups track the tick schedule instead of drifting
+        # by each wait's overshoot; a late wake-up never fires a catch-up burst.
+        next_at = time.monotonic() + self._interval
+        while not self._stop_event.wait(max(0.0, next_at - time.monotonic())):
+            next_at = max(next_at + self._interval, time.monotonic())
+            if self.due_pending:
+                continue
+            self.due_pending = True
             try:
                 self._ref.tell(_DUE)
             except pykka.ActorDeadError:
@@ -92,7 +105,9 @@ class MarketFeedActor(EngineActor):
         batch_size: int,
         max_in_flight: int,
         realtime_rate: float = 0.0,
+        autostart: StartFeed | None = None,
     ):
+        """``autostart``: start by itself with this message (a restarted feed re-runs without being told)."""
         super().__init__(name, directory, supervisor)
         if not 1 <= int(batch_size) <= 65536:
             raise ValueError(f"feed {feed_id}: batch_size must be 1..65536, got {batch_size}")
@@ -109,6 +124,11 @@ class MarketFeedActor(EngineActor):
         self.realtime_rate = float(realtime_rate)
         self._reset_run_state()
         self._pacer: _Pacer | None = None
+        self._autostart = autostart
+
+    def on_start(self) -> None:
+        if self._autostart is not None:
+            self.actor_ref.tell(self._autostart)
 
     def _reset_run_state(self) -> None:
         self.started = False
@@ -126,6 +146,7 @@ class MarketFeedActor(EngineActor):
         self._pump_scheduled = False
         self._eos_to_consumers_sent = False
         self._rt_start = 0.0
+        self._rt_start_wall_ns = 0
         self._rt_sent = 0
 
     # -- lifecycle
@@ -154,7 +175,8 @@ class MarketFeedActor(EngineActor):
         self.source.skip_to(msg.after_tick_seq + 1)
         if self.realtime_rate > 0:
             self._rt_start = time.monotonic()
-            interval = min(0.1, max(0.002, 1.0 / self.realtime_rate))
+            self._rt_start_wall_ns = time.time_ns()
+            interval = min(0.1, max(MIN_PACER_INTERVAL_S, 1.0 / self.realtime_rate))
             self._pacer = _Pacer(self.actor_ref, interval, self.name)
             self._pacer.start()
         self._schedule_pump()
@@ -198,6 +220,8 @@ class MarketFeedActor(EngineActor):
 
     @handles(_Due)
     def on_due(self, _msg: _Due) -> None:
+        if self._pacer is not None:
+            self._pacer.due_pending = False
         if not self._pump_scheduled:
             self._pump()
 
@@ -259,7 +283,7 @@ class MarketFeedActor(EngineActor):
             price=freeze(chunk.price[start:stop]),
             size=freeze(chunk.size[start:stop]),
             side=None if chunk.side is None else freeze(chunk.side[start:stop]),
-            recv_wall_ns=time.time_ns(),
+            recv_wall_ns=self._recv_wall_ns(),
             high=None if chunk.high is None else freeze(chunk.high[start:stop]),
             low=None if chunk.low is None else freeze(chunk.low[start:stop]),
         )
@@ -276,6 +300,14 @@ class MarketFeedActor(EngineActor):
         self._count("feed_ticks_total", n)
         self._count("feed_batches_total", 1)
         return n
+
+    def _recv_wall_ns(self) -> int:
+        """When this batch's first tick arrived: now, or in real time the moment it fell due."""
+        now = time.time_ns()
+        if self.realtime_rate <= 0:
+            return now
+        due = self._rt_start_wall_ns + int((self._rt_sent + 1) * 1e9 / self.realtime_rate)
+        return min(due, now)
 
     def _finish(self) -> None:
         self.finished = True
