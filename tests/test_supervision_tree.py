@@ -450,3 +450,13 @@ def test_stop_runs_in_reverse_order_and_bounds_a_stuck_on_stop(env):
     assert j.of("stop") == ["c", "stuck", "a"]
     assert all(env.directory.ref(n) is None for n in ("a", "stuck", "c", "root"))
     assert not pykka.ActorRegistry.get_by_class(SupervisorActor)
+
+
+def test_asks_racing_a_crash_are_answered_by_the_next_incarnation(env):
+    j = env.journal
+    env.start(fast_spec("root", [worker_spec("a", j)], max_restarts=100))
+    for k in range(25):
+        env.directory.tell("a", Item(k, "raise"))
+        # queued behind the poison, sent while it dies, or held while it restarts: always answered
+        assert env.directory.ask("a", Item(1000 + k)) == 1
+    assert starts(j, "a") == 26
