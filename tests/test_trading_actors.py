@@ -1,0 +1,149 @@
+"""SafetyActor, OrderActor and the paper VenueActor wired together, without a feed."""
+
+from __future__ import annotations
+
+import queue
+
+import numpy as np
+import pytest
+
+from actors.base import EngineActor, handles
+from actors.directory import Directory
+from actors.order import OrderActor
+from actors.safety import KillFlag, SafetyActor
+from actors.venue import VenueActor
+from engine.config import config_from_dict
+from engine.journal import Journal
+from engine.messages import (
+    BatchDone, CancelOrder, DenyReason, GetOrder, GetTradingState, KillSwitch, OrderBatch, OrderRequest, OrderStatus,
+    OrderType, OrderUpdates, SetTradingState, Side, TradingState, freeze,
+)  # fmt: skip
+from engine.venues.paper import PaperVenue
+
+
+class Collector(EngineActor):
+    def __init__(self, name, directory, supervisor=None, *, inbox: queue.Queue):
+        super().__init__(name, directory, supervisor)
+        self.inbox = inbox
+
+    @handles(OrderUpdates, BatchDone)
+    def on_any(self, msg):
+        self.inbox.put(msg)
+
+
+@pytest.fixture
+def rig(tmp_path):
+    cfg = config_from_dict({"instruments": [{"symbol": "SPY"}], "risk": {"max_order_qty": 10, "max_position": 10}})
+    d = Directory()
+    kill = KillFlag()
+    got: queue.Queue = queue.Queue()
+    path = tmp_path / "j.sqlite"
+    refs = []
+
+    def start(name, ref):
+        d.register(name, ref)
+        refs.append(ref)
+
+    start("strategy:s", Collector.start("strategy:s", d, inbox=got))
+    start("feed", Collector.start("feed", d, inbox=got))
+    start("orders", OrderActor.start("orders", d, journal=lambda: Journal.open(path), kill=kill, events=None))
+    start("venue", VenueActor.start("venue", d, venue=PaperVenue(cfg.venue)))
+    start("safety", SafetyActor.start("safety", d, cfg=cfg, routes={"SPY": ["s"]}, kill=kill))
+    yield d, kill, got, path
+    for ref in reversed(refs):
+        ref.stop()
+
+
+def order(cid, side=Side.BUY, qty=1.0, seq=0, **kw):
+    return OrderRequest(client_order_id=cid, strategy_id="s", symbol="SPY", side=side, quantity=qty, decision_seq=seq,
+                        decision_ts_ns=1_000 + seq, decision_price=100.0, **kw)
+
+
+def round_of(d, batch_seq, first, prices, orders=()):
+    p = freeze(np.asarray(prices, dtype=float))
+    d.tell("safety", OrderBatch(strategy_id="s", feed="feed", batch_seq=batch_seq, orders=list(orders), symbol="SPY",
+                                first_tick_seq=first, ts_ns=freeze(np.arange(first, first + len(p), dtype=np.int64) + 1000),
+                                price=p))
+
+
+def wait_for(got: queue.Queue, pred, timeout=10.0, seen=None):
+    """Wait for a message matching ``pred``; ``seen`` may already hold it (two senders race)."""
+    for msg in seen or ():
+        if pred(msg):
+            return msg, seen
+    seen = list(seen or [])
+    while True:
+        msg = got.get(timeout=timeout)
+        seen.append(msg)
+        if pred(msg):
+            return msg, seen
+
+
+def test_round_trip_fills_on_next_tick_and_returns_the_credit(rig):
+    d, _kill, got, path = rig
+    round_of(d, 0, 0, [100.0, 101.0, 102.0], [order("s-1", seq=0)])
+    upd, seen = wait_for(got, lambda m: isinstance(m, OrderUpdates) and m.fills)
+    assert upd.fills[0].event_seq == 1 and upd.fills[0].price == 101.0
+    wait_for(got, lambda m: isinstance(m, BatchDone) and m.batch_seq == 0, seen=seen)
+    o = d.ask("orders", GetOrder(client_order_id="s-1"))
+    assert o.status is OrderStatus.FILLED
+    with Journal.open(path) as j:
+        kinds = [type(r).__name__ for _, r in j.records()]
+    assert kinds.index("OrderRequest") < kinds.index("Fill")  # write-ahead: the order is durable before its fill
+
+
+def test_denial_reaches_the_strategy_with_reason_and_later_stale_orders_are_superseded(rig):
+    d, _kill, got, _ = rig
+    round_of(d, 0, 0, [100.0, 100.0], [order("s-1", qty=50, seq=0), order("s-2", seq=1)])
+    upd, seen = wait_for(got, lambda m: isinstance(m, OrderUpdates) and m.denials)
+    assert [x.reason for x in upd.denials] == [DenyReason.MAX_ORDER_QTY]
+    wait_for(got, lambda m: isinstance(m, BatchDone), seen=seen)
+    assert d.ask("orders", GetOrder(client_order_id="s-2")) is None  # decided on a discarded view: never journaled
+
+
+def test_kill_switch_halts_at_once_and_cancels_still_pass(rig):
+    d, kill, got, _ = rig
+    limit = order("s-1", order_type=OrderType.LIMIT, limit_price=99.0, seq=0)
+    round_of(d, 0, 0, [100.0, 100.5], [limit])
+    wait_for(got, lambda m: isinstance(m, BatchDone) and m.batch_seq == 0)
+    assert d.ask("orders", GetOrder(client_order_id="s-1")).status is OrderStatus.ACCEPTED
+    info = d.ask("safety", KillSwitch(reason="test", requested_by="tester"))
+    assert info.state is TradingState.HALTED and kill.is_set()
+    round_of(d, 1, 2, [100.0, 100.0], [order("s-2", seq=2, epoch=0)])
+    upd, seen = wait_for(got, lambda m: isinstance(m, OrderUpdates) and m.denials)
+    assert upd.denials[0].reason in (DenyReason.KILL_SWITCH, DenyReason.TRADING_HALTED)
+    # The kill switch cancels the resting limit order (cancels pass while HALTED).
+    canceled = lambda m: isinstance(m, OrderUpdates) and any(e.status is OrderStatus.CANCELED for e in m.events)
+    wait_for(got, canceled, seen=seen)
+    assert d.ask("orders", GetOrder(client_order_id="s-1")).status is OrderStatus.CANCELED
+    assert d.ask("safety", CancelOrder(client_order_id="s-1")).accepted  # an explicit cancel is accepted too
+    assert d.ask("safety", GetTradingState()).kill_switch
+
+
+def test_api_order_is_idempotent_by_client_order_id(rig):
+    d, _kill, got, path = rig
+    round_of(d, 0, 0, [100.0])
+    wait_for(got, lambda m: isinstance(m, BatchDone))
+    api = OrderRequest(client_order_id="api-7", strategy_id="api", symbol="SPY", side=Side.BUY, quantity=2)
+    first = d.ask("safety", api)
+    again = d.ask("safety", api)
+    assert first.accepted and again.accepted
+    round_of(d, 1, 1, [101.0, 102.0])
+    wait_for(got, lambda m: isinstance(m, BatchDone) and m.batch_seq == 1)
+    with Journal.open(path) as j:
+        requests = [r for _, r in j.records() if isinstance(r, OrderRequest) and r.client_order_id == "api-7"]
+    assert len(requests) == 1
+    assert d.ask("orders", GetOrder(client_order_id="api-7")).status is OrderStatus.FILLED
+
+
+def test_reducing_state_accepts_only_reducing_orders(rig):
+    d, _kill, got, _ = rig
+    round_of(d, 0, 0, [100.0, 100.0], [order("s-1", qty=2, seq=0)])
+    wait_for(got, lambda m: isinstance(m, BatchDone))
+    d.ask("safety", SetTradingState(state=TradingState.REDUCING, reason="test"))
+    round_of(d, 1, 2, [100.0, 100.0, 100.0], [order("s-2", qty=1, seq=2), ])
+    upd, _ = wait_for(got, lambda m: isinstance(m, OrderUpdates) and m.denials)
+    assert upd.denials[0].reason is DenyReason.REDUCING_ONLY
+    res = d.ask("safety", OrderRequest(client_order_id="api-1", strategy_id="api", symbol="SPY", side=Side.SELL,
+                                       quantity=1, decision_price=100.0))
+    assert res.accepted, res
