@@ -45,6 +45,10 @@ def handles(*message_types: type) -> Callable:
     return mark
 
 
+_PYKKA_PRIVATE = frozenset(n for n in dir(pykka.ThreadingActor) if n.startswith("_") and not n.startswith("__"))
+_OVERRIDDEN_HERE = frozenset({"_actor_loop_setup", "_actor_loop_teardown", "_create_actor_inbox", "_abc_impl"})
+
+
 class EngineActor(pykka.ThreadingActor):
     """Subclass, decorate handlers with :func:`handles`, and send only through addresses.
 
@@ -59,6 +63,11 @@ class EngineActor(pykka.ThreadingActor):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        # A subclass method named like one of pykka's private ones (say
+        # ``_handle_failure``) silently replaces pykka's machinery: refuse it.
+        clashes = sorted(n for n in vars(cls) if n in _PYKKA_PRIVATE and n not in _OVERRIDDEN_HERE)
+        if clashes:
+            raise TypeError(f"{cls.__name__} defines {', '.join(clashes)}: that name is pykka's own; rename it")
         table: dict[type, str] = {}
         for klass in reversed(cls.__mro__):
             for attr, fn in vars(klass).items():

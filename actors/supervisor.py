@@ -176,8 +176,16 @@ class SupervisorActor(EngineActor):
         # Our own bug: take the children down with us (OTP links) so a restarted
         # supervisor does not find orphans holding the names.
         self._stop_timers()
+        is_root = self.supervisor is None
+        if is_root:  # nobody above us: this is an escalation to the engine
+            self.directory.tell(
+                self.spec.safety_name,
+                SetTradingState(state=TradingState.HALTED, reason="root supervisor crashed", requested_by="supervisor"),
+            )
         self._stop_all(graceful=False)
         super().on_failure(exception_type, exception_value, traceback)
+        if is_root:
+            self._notify_engine(f"root supervisor {self.name} crashed: {exception_value!r}"[:500])
 
     def _stop_timers(self) -> None:
         if self._ticker is not None:
@@ -267,9 +275,9 @@ class SupervisorActor(EngineActor):
         if msg.incarnation and (child.ref is None or child.ref.actor_urn != msg.incarnation):
             logger.debug("{}: stale failure report of {} (old incarnation)", self.name, msg.name)
             return
-        self._handle_failure(child, msg.kind, msg.error)
+        self._on_child_failure(child, msg.kind, msg.error)
 
-    def _handle_failure(self, child: _Child, kind: str, error: str) -> None:
+    def _on_child_failure(self, child: _Child, kind: str, error: str) -> None:
         child.last_error = f"{kind}: {error}"[:500]
         child.last_error_wall_ns = time.time_ns()
         child.status = "failed"
@@ -382,6 +390,10 @@ class SupervisorActor(EngineActor):
                 ChildFailed(name=self.name, kind="escalated", error=reason[:500], error_type="Escalation", incarnation=self.actor_urn),
             )
             return
+        self._notify_engine(reason)
+
+    def _notify_engine(self, reason: str) -> None:
+        """Root only: the engine halts, stops cleanly and exits non-zero with ``reason``."""
         if self._tree is not None:
             self._tree.escalation_reason = reason
             self._tree.escalated.set()
@@ -468,13 +480,13 @@ class SupervisorActor(EngineActor):
                 )
                 child.dead_ticks += 1
                 if child.dead_ticks >= (40 if reporting else 2):
-                    self._handle_failure(child, "stopped", "actor stopped without a failure report")
+                    self._on_child_failure(child, "stopped", "actor stopped without a failure report")
                 continue
             answered = child.probe is None or _resolved(child.probe)
             progress = getattr(actor_of(ref), "processed", None)
             if child.heartbeat.tick(answered, progress):
                 misses = child.heartbeat.misses
-                self._handle_failure(child, "hung", f"missed {misses} heartbeats ({self.spec.heartbeat_interval_s:g}s apart)")
+                self._on_child_failure(child, "hung", f"missed {misses} heartbeats ({self.spec.heartbeat_interval_s:g}s apart)")
                 continue
             if answered:
                 child.nonce += 1

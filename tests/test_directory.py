@@ -173,3 +173,10 @@ def test_register_flush_into_a_dead_ref_keeps_the_rest_buffered(refs):
     refs.append(live)
     d.register("r", live)
     assert d.ask("r", Item(3)) == [1, 2, 3]
+
+
+def test_a_subclass_cannot_shadow_pykka_internals_by_accident():
+    with pytest.raises(TypeError, match="_handle_failure: that name is pykka's own"):
+        class Clumsy(EngineActor):  # noqa: F841
+            def _handle_failure(self, child, kind, error):
+                pass

@@ -460,3 +460,19 @@ def test_asks_racing_a_crash_are_answered_by_the_next_incarnation(env):
         # queued behind the poison, sent while it dies, or held while it restarts: always answered
         assert env.directory.ask("a", Item(1000 + k)) == 1
     assert starts(j, "a") == 26
+
+
+def test_a_crash_of_the_root_supervisor_itself_escalates_to_the_engine(env, monkeypatch):
+    j = env.journal
+    reasons: list[str] = []
+    tree = env.start(fast_spec("root", [safety_spec(j), worker_spec("a", j)]), on_escalate=reasons.append)
+
+    def broken(self, msg):
+        raise RuntimeError("supervisor bug")
+
+    monkeypatch.setattr(SupervisorActor, "on_child_recovered", broken)
+    env.directory.tell("root", __import__("engine.messages", fromlist=["ChildRecovered"]).ChildRecovered(name="a", ok=True))
+    assert tree.escalated.wait(TIMEOUT)
+    assert "root supervisor root crashed" in tree.escalation_reason and "supervisor bug" in reasons[0]
+    assert j.of("trading")[0][0] is TradingState.HALTED
+    assert env.directory.ref("a") is None and env.directory.ref("safety") is None
