@@ -1,9 +1,30 @@
 """Assemble the supervision tree from a Config: the one place engine/ imports actors/.
 
+The tree::
+
+    root (one_for_one): monitor, events, pipeline
+    pipeline (one_for_all): orders, venue, safety, strategy:<id>..., indicators, feed
+
 Children start downstream-first (orders, venue, safety, strategies,
 indicators, feed) so that every address a message is sent to already exists,
 and stop in reverse: the feed stops first and nothing new enters the pipeline
 while the rest drains.
+
+Why the pipeline restarts as a whole (exactly-once through actor restarts):
+a fresh strategy, indicator, safety or venue actor in the middle of a run
+has lost state that its neighbours still assume. Restarting the whole
+pipeline turns any actor failure into the situation ``replay --resume``
+already handles after ``kill -9``: the OrderActor re-folds the journal, the
+venue re-adopts the open orders the journal knows, and the feed re-runs from
+tick 0 while every stage recognises what is already journaled (client order
+ids, trade ids, denied ids). Nothing is sent twice and nothing is lost; the
+cost is re-computing the run so far (seconds for a 1M-tick replay). Messages
+the old incarnations left in flight are dropped (counted as dead letters):
+the re-run produces them again, and delivering them to fresh actors would
+mix two runs. The pipeline does not pause trading on a failure the way the
+root policy does for a lone order/venue/safety actor: while it restarts
+nothing flows at all, and a HALTED transition would be journaled into the
+trading history of a run that never needed one.
 """
 
 from __future__ import annotations
@@ -21,12 +42,15 @@ from actors.monitor import MonitorActor
 from actors.order import OrderActor
 from actors.safety import KillFlag, SafetyActor
 from actors.strategy import StrategyActor
-from actors.supervisor import start_tree
+from actors.directory import actor_of
+from actors.supervisor import start_tree, supervisor_child
 from actors.venue import VenueActor
 from engine.config import Config, IndicatorSpec
 from engine.journal import Journal
-from engine.messages import TradingState
-from engine.supervision import ChildSpec, RestartType, SupervisorSpec
+from engine.messages import StartFeed, TradingState
+from engine.supervision import (
+    TRADING_CRITICAL_KINDS, Action, ChildSpec, Decision, RestartStrategy, RestartType, SupervisorSpec,
+)
 from engine.venues.base import Venue
 from engine.venues.paper import PaperVenue
 from strategies.base import Strategy
@@ -40,6 +64,18 @@ VENUE = "venue"
 MONITOR = "monitor"
 EVENTS = "events"
 ROOT = "root"
+PIPELINE = "pipeline"
+
+
+def pipeline_decider(child_kind: str, failure_kind: str) -> Decision:
+    """Any failure in the pipeline restarts all of it (one_for_all).
+
+    No trading pause for a failure mid-run (see module doc). An order, safety
+    or venue actor that cannot even *start* (an unreachable live venue, an
+    unreadable journal) is different: nothing will recover by re-running, so
+    trading is HALTED first and stays so while the restarts go on.
+    """
+    return Decision(Action.RESTART, pause_trading=failure_kind == "start_failure" and child_kind in TRADING_CRITICAL_KINDS)
 
 
 def strategy_name(strategy_id: str) -> str:
@@ -117,32 +153,76 @@ def build_engine(
     def on_eos(_feed: str) -> None:
         ended.set()
 
+    pipeline_names = [ORDERS, VENUE, SAFETY, *(strategy_name(st.strategy_id) for st in strategies), INDICATORS, FEED]
+    starts = {"orders": 0}
+
+    def orders_factory(ctx):
+        starts["orders"] += 1
+        if starts["orders"] > 1:
+            forget_in_flight(ctx.directory, pipeline_names)
+        return OrderActor.start(ctx.name, ctx.directory, ctx.supervisor, journal=journal_factory, kill=kill, venue=VENUE,
+                                safety=SAFETY, feed=FEED, events=EVENTS, on_end_of_stream=on_eos)
+
+    feed_factory = _feed_factory(cfg, source_factory, realtime_rate)
+
+    pipeline: list[ChildSpec] = [ChildSpec(ORDERS, orders_factory, kind="order")]
+    pipeline.append(ChildSpec(VENUE, lambda ctx: VenueActor.start(
+        ctx.name, ctx.directory, ctx.supervisor, venue=make_venue(cfg), orders=ORDERS), kind="venue"))
+    pipeline.append(ChildSpec(SAFETY, lambda ctx: SafetyActor.start(
+        ctx.name, ctx.directory, ctx.supervisor, cfg=cfg, routes=routes_ids, kill=kill, orders=ORDERS,
+        event_time=realtime_rate == 0), kind="safety"))
+    for st in strategies:
+        pipeline.append(ChildSpec(strategy_name(st.strategy_id), _strategy_factory(st, cfg, strategy_restore), kind="strategy"))
+    pipeline.append(ChildSpec(INDICATORS, lambda ctx: IndicatorActor.start(
+        ctx.name, ctx.directory, ctx.supervisor, specs=specs, routes=routes_names,
+        restore_from=indicator_restore), kind="indicator"))
+    pipeline.append(ChildSpec(FEED, feed_factory, kind="feed"))
+    pipeline_spec = SupervisorSpec.from_config(PIPELINE, pipeline, cfg.supervision, strategy=RestartStrategy.ONE_FOR_ALL,
+                                               decider=pipeline_decider)
+
     children: list[ChildSpec] = []
     if with_monitor:
         children.append(ChildSpec(MONITOR, lambda ctx: MonitorActor.start(ctx.name, ctx.directory, ctx.supervisor, cfg=cfg.monitor), kind="monitor"))
     children.append(ChildSpec(EVENTS, lambda ctx: EventHub.start(ctx.name, ctx.directory, ctx.supervisor), kind="other"))
-    children.append(ChildSpec(ORDERS, lambda ctx: OrderActor.start(
-        ctx.name, ctx.directory, ctx.supervisor, journal=journal_factory, kill=kill, venue=VENUE, safety=SAFETY,
-        feed=FEED, events=EVENTS, on_end_of_stream=on_eos), kind="order"))
-    children.append(ChildSpec(VENUE, lambda ctx: VenueActor.start(
-        ctx.name, ctx.directory, ctx.supervisor, venue=make_venue(cfg), orders=ORDERS), kind="venue"))
-    children.append(ChildSpec(SAFETY, lambda ctx: SafetyActor.start(
-        ctx.name, ctx.directory, ctx.supervisor, cfg=cfg, routes=routes_ids, kill=kill, orders=ORDERS,
-        event_time=realtime_rate == 0), kind="safety"))
-    for st in strategies:
-        children.append(ChildSpec(strategy_name(st.strategy_id), _strategy_factory(st, cfg, strategy_restore), kind="strategy"))
-    children.append(ChildSpec(INDICATORS, lambda ctx: IndicatorActor.start(
-        ctx.name, ctx.directory, ctx.supervisor, specs=specs, routes=routes_names,
-        restore_from=indicator_restore), kind="indicator"))
-    children.append(ChildSpec(FEED, lambda ctx: MarketFeedActor.start(
-        ctx.name, ctx.directory, ctx.supervisor, feed_id=FEED, source=source_factory(), subscribers=[INDICATORS],
-        consumers=["pipeline"], batch_size=cfg.feed.batch_size, max_in_flight=cfg.feed.max_in_flight,
-        realtime_rate=realtime_rate), kind="feed"))
+    children.append(supervisor_child(pipeline_spec))
     spec = SupervisorSpec.from_config(ROOT, children, cfg.supervision)
     tree = start_tree(spec, directory, on_escalate=on_escalate)
     eng = Engine(cfg=cfg, directory=directory, tree=tree, kill=kill, strategies=strategies,
                  journal_path=journal_path, ended=ended)
     return eng
+
+
+def forget_in_flight(directory: Directory, names: list[str]) -> None:
+    """Drop what the previous pipeline incarnation left buffered for ``names``.
+
+    Called when the pipeline restarts, after every old incarnation stopped and
+    before the first new one starts: those batches, rounds and reports belong
+    to a run that the restarted feed re-runs from tick 0. They are counted as
+    dead letters; a pending ask among them fails with DeadLetter (the asker
+    asks again), which is the honest answer for a query to a restarting actor.
+    """
+    for name in names:
+        directory.unregister(name)
+        directory.mark_down(name)
+
+
+def _feed_factory(cfg: Config, source_factory: Callable[[], Any], realtime_rate: float) -> Callable:
+    """A fresh feed per start; a restart of a feed that had started re-runs from tick 0 by itself."""
+    last: dict[str, Any] = {"actor": None, "started": False}
+
+    def factory(ctx):
+        actor = last["actor"]  # held strongly: a collected actor could not say whether it had started
+        if actor is not None:
+            last["started"] = last["started"] or bool(actor.started or actor.finished)
+        autostart = StartFeed(after_tick_seq=-1) if last["started"] else None
+        ref = MarketFeedActor.start(
+            ctx.name, ctx.directory, ctx.supervisor, feed_id=FEED, source=source_factory(), subscribers=[INDICATORS],
+            consumers=["pipeline"], batch_size=cfg.feed.batch_size, max_in_flight=cfg.feed.max_in_flight,
+            realtime_rate=realtime_rate, autostart=autostart)
+        last["actor"] = actor_of(ref)
+        return ref
+
+    return factory
 
 
 def _strategy_factory(st: Strategy, cfg: Config, restore: dict[str, bytes]) -> Callable:

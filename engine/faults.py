@@ -87,7 +87,8 @@ class FaultInjector:
 
     def release_hangs(self) -> None:
         """Wake every hung handler (each then raises and its zombie thread ends)."""
-        self._release.set()
+        old, self._release = self._release, threading.Event()
+        old.set()
 
     # -- called by actors (actors/base.py)
     def before(self, name: str, message: Any) -> None:
@@ -99,7 +100,7 @@ class FaultInjector:
         if armed.kind == "exit":
             raise SystemExit(f"injected SystemExit in {name}")
         if armed.kind == "hang":
-            self._release.wait(self.hang_timeout_s)
+            self._release.wait(self.hang_timeout_s)  # this hang's event: later hangs get a fresh one
             raise InjectedFault(f"injected hang in {name} released")
         if armed.kind == "stop" and self.stop_actor is not None:
             self.stop_actor(name)
