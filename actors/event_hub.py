@@ -10,6 +10,11 @@ Subscribers are callbacks; the list is copy-on-write behind a tiny lock, so
 fan-out reads it without locking and ``unsubscribe`` may be called from any
 thread. A callback must be cheap and non-blocking (the API's one puts the
 event into a bounded per-client channel); a callback that raises is dropped.
+
+The hub also counts what passes through it (orders by outcome, fills by
+symbol, denials by reason) in the process-wide ``engine.metrics`` registry:
+it sees every journaled order event exactly once, so ``/metrics`` gets these
+counters without touching the trading path's actors.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from loguru import logger
 
 from actors.base import EngineActor, handles
 from actors.directory import Directory
+from engine import metrics
 from engine.messages import (
     Fill,
     MetricsSnapshot,
@@ -51,10 +57,12 @@ class EventHub(EngineActor):
     @handles(OrderUpdates)
     def on_order_updates(self, msg: OrderUpdates) -> None:
         for item in (*msg.events, *msg.fills, *msg.denials):
+            _count(item)
             self._publish(item)
 
     @handles(OrderEvent, Fill, OrderDenied, SupervisorDecision)
     def on_event(self, msg: Any) -> None:
+        _count(msg)
         self._publish(msg)
 
     @handles(TradingStateChanged)
@@ -109,3 +117,14 @@ class EventHub(EngineActor):
                 logger.warning("event subscriber {!r} failed ({!r}); unsubscribed", callback, exc)
                 with self._lock:
                     self._subscribers = tuple(cb for cb in self._subscribers if cb is not callback)
+
+
+def _count(event: Any) -> None:
+    """One counter per order event / fill / denial (orders are rare: a dict add each is nothing)."""
+    if isinstance(event, OrderEvent):
+        metrics.inc("orders_total", outcome=event.status.value)
+    elif isinstance(event, Fill):
+        metrics.inc("fills_total", symbol=event.symbol)
+        metrics.inc("filled_quantity_total", event.quantity, symbol=event.symbol)
+    elif isinstance(event, OrderDenied):
+        metrics.inc("order_denials_total", reason=event.reason.value)

@@ -6,6 +6,7 @@ exercised through the same seams as in the engine (ask_future + bridge).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -296,6 +297,65 @@ class api_env:  # noqa: N801 - used as a context manager like a function
             self.engine.stop()
             raise
         self.env = ApiEnv(self.server, self.engine, self.cfg, self.clock)
+        return self.env
+
+    def __exit__(self, *exc: object) -> None:
+        self.env.client.close()
+        self.server.stop()
+        self.engine.stop()
+
+
+# ---------------------------------------------------------------- the real engine
+def real_engine_config(tmp_path: Path, *, rate: float = 2000.0, **api: object) -> Config:
+    """A paper config for the real engine: synthetic feed at ``rate`` ticks/s, API on port 0, all dirs in tmp."""
+    from engine.config import config_from_dict
+
+    raw = msgspec.to_builtins(Config())
+    raw["engine"]["data_dir"] = str(tmp_path / "data")
+    raw["journal"]["dir"] = str(tmp_path / "journal")
+    raw["logging"]["dir"] = str(tmp_path / "log")
+    raw["logging"]["console"] = False
+    raw["feed"].update(source="synthetic", rate=rate, batch_size=64)
+    raw["monitor"]["sample_interval_s"] = 0.2
+    raw["api"].update(port=0, users_file=str(tmp_path / "users.json"), requests_per_minute=100_000,
+                      login_attempts=10_000, **api)  # fmt: skip
+    return config_from_dict(raw)
+
+
+class real_engine_env:  # noqa: N801 - used as a context manager like a function
+    """``with real_engine_env(tmp_path) as env:`` -> :class:`ApiEnv` over the REAL engine (assembly.build_engine).
+
+    The engine is built exactly as ``actortrader run`` builds it (synthetic source, journal in tmp,
+    realtime rate), the feed is started, and users alice (admin), tom (trader) and vic (viewer) exist."""
+
+    def __init__(self, tmp_path: Path, *, rate: float = 2000.0, **api: object):
+        self.tmp_path = tmp_path
+        self.cfg = real_engine_config(tmp_path, rate=rate, **api)
+
+    def __enter__(self) -> ApiEnv:
+        from engine.api.server import ApiServer
+        from engine.assembly import FEED, build_engine
+        from engine.cli import _make_source
+        from engine.journal_runs import journal_dir, new_run_path
+        from engine.messages import StartFeed
+
+        cfg = self.cfg
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines from client threads outlive pytest's capture
+        add_users(cfg)
+        jdir = journal_dir(cfg)
+        jdir.mkdir(parents=True, exist_ok=True)
+        Path(cfg.engine.data_dir).mkdir(parents=True, exist_ok=True)
+        self.escalations: list[str] = []
+        self.engine = build_engine(cfg, source_factory=lambda: _make_source(cfg), journal_path=new_run_path(jdir, kind="run"),
+                                   on_escalate=self.escalations.append, realtime_rate=cfg.feed.rate)  # fmt: skip
+        try:
+            self.server = ApiServer(cfg, self.engine.directory, secret=SECRET)
+            self.server.start()
+        except BaseException:
+            self.engine.stop()
+            raise
+        self.engine.directory.tell(FEED, StartFeed(after_tick_seq=-1))
+        self.env = ApiEnv(self.server, self.engine, cfg, FakeClock())  # type: ignore[arg-type]
         return self.env
 
     def __exit__(self, *exc: object) -> None:

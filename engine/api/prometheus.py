@@ -6,9 +6,11 @@ live in the engine (``MetricsSnapshot`` from the monitor, and the process-wide
 keeps one source of truth, adds no cost to the trading path, and a private
 registry keeps prometheus-client's global default one (and its collectors) out.
 
-Naming: snapshot counter ``"orders.FILLED"`` becomes
-``actortrader_orders_total{outcome="FILLED"}``; the label name is chosen per
-family (``LABELS``) and defaults to ``kind``.
+Naming: the engine registry's keys are already Prometheus-shaped
+(``feed_ticks_total{feed="feed"}`` becomes ``actortrader_feed_ticks_total{feed="feed"}``);
+the older dotted form ``"orders.FILLED"`` becomes
+``actortrader_orders_total{outcome="FILLED"}`` with the label name chosen per
+family (``LABELS``, default ``kind``).
 """
 
 from __future__ import annotations
@@ -33,9 +35,38 @@ def metric_name(raw: str) -> str:
     return name if not name[0].isdigit() else "_" + name
 
 
-def _split(key: str) -> tuple[str, str | None]:
-    family, sep, label = key.partition(".")
-    return metric_name(family), (label if sep else None)
+_KEYED = re.compile(r"^([^{]+)\{(.*)\}$")
+_PAIR = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_key(key: str) -> tuple[str, dict[str, str]]:
+    """``name{a="x"}`` or ``family.label`` -> (metric family without ``_total``, labels)."""
+    m = _KEYED.match(key)
+    if m:
+        family = metric_name(m.group(1))
+        labels = {k: v for k, v in _PAIR.findall(m.group(2))}
+    else:
+        raw, sep, label = key.partition(".")
+        family = metric_name(raw)
+        labels = {LABELS.get(family, "kind"): label if sep else "all"}
+    if family.endswith("_total"):
+        family = family[: -len("_total")]  # CounterMetricFamily adds it back
+    return family, labels
+
+
+def _families(values: dict[str, float]) -> dict[str, list[tuple[dict[str, str], float]]]:
+    grouped: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for key in sorted(values):
+        family, labels = parse_key(key)
+        grouped.setdefault(family, []).append((labels, float(values[key])))
+    return grouped
+
+
+def _label_names(samples: list[tuple[dict[str, str], float]]) -> list[str]:
+    names: list[str] = []
+    for labels, _ in samples:
+        names.extend(k for k in labels if k not in names)
+    return names
 
 
 class SnapshotCollector:
@@ -64,7 +95,16 @@ class SnapshotCollector:
             yield from self._rates(snap.rates)
             yield from self._latency(snap.latency_us)
             yield from self._actors(snap)
-        yield from self._extra(self.extra)
+        extra = dict(self.extra)
+        if isinstance(extra.get("counters"), dict) and isinstance(extra.get("gauges"), dict):
+            # engine.metrics.snapshot(): the monitor already carries its counters and latencies;
+            # they are shown from here only when the monitor did not answer.
+            counters, gauges = extra.pop("counters"), extra.pop("gauges")
+            extra.pop("latency_us", None)
+            if snap is None:
+                yield from self._counters(counters)
+            yield from self._counters(gauges, GaugeMetricFamily, "engine gauge")
+        yield from self._extra(extra)
 
     @staticmethod
     def _process(snap: MetricsSnapshot) -> Iterable[Metric]:
@@ -79,26 +119,25 @@ class SnapshotCollector:
             yield g
 
     @staticmethod
-    def _counters(counters: dict[str, float]) -> Iterable[Metric]:
-        families: dict[str, CounterMetricFamily] = {}
-        for key in sorted(counters):
-            family, label = _split(key)
-            label_name = LABELS.get(family, "kind")
-            fam = families.get(family)
-            if fam is None:
-                fam = families[family] = CounterMetricFamily(
-                    PREFIX + family, f"engine counter {family}", labels=[label_name]
-                )
-            fam.add_metric([label if label is not None else "all"], float(counters[key]))
-        yield from families.values()
+    def _counters(counters: dict[str, float], kind: type = CounterMetricFamily, what: str = "engine counter") -> Iterable[Metric]:
+        for family, samples in _families(counters).items():
+            names = _label_names(samples)
+            fam = kind(PREFIX + family, f"{what} {family}", labels=names)
+            for labels, value in samples:
+                fam.add_metric([labels.get(n, "") for n in names], value)
+            yield fam
 
     @staticmethod
     def _rates(rates: dict[str, float]) -> Iterable[Metric]:
-        if rates:
-            g = GaugeMetricFamily(PREFIX + "rate_per_second", "recent event rates", labels=["what"])
-            for key in sorted(rates):
-                g.add_metric([key], float(rates[key]))
-            yield g
+        if not rates:
+            return
+        samples = [({"what": family, **labels}, float(rates[key])) for key in sorted(rates)
+                   for family, labels in (parse_key(key),)]  # fmt: skip
+        names = _label_names(samples)
+        g = GaugeMetricFamily(PREFIX + "rate_per_second", "recent event rates", labels=names)
+        for labels, value in samples:
+            g.add_metric([labels.get(n, "") for n in names], value)
+        yield g
 
     @staticmethod
     def _latency(latency_us: dict[str, dict[str, float]]) -> Iterable[Metric]:
@@ -153,7 +192,7 @@ class SnapshotCollector:
 def _quantile_label(stat: str) -> str | None:
     m = re.fullmatch(r"p(\d+(?:\.\d+)?)", stat)
     if m:
-        return str(float(m.group(1)) / 100)
+        return repr(round(float(m.group(1)) / 100, 6))
     return {"max": "1.0", "min": "0.0"}.get(stat)
 
 

@@ -7,6 +7,7 @@ strategy's (strategy id ``"api"``), and only the SafetyActor changes state.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Annotated
 
@@ -38,6 +39,22 @@ from engine.messages import (
 )
 
 API_STRATEGY_ID = "api"
+_last_epoch = [0]
+
+
+def next_epoch() -> int:
+    """A fresh, strictly increasing epoch for every API order.
+
+    Why: the SafetyActor drops (as "superseded") any order whose epoch is below
+    the one after its strategy's last denial; that is right for a strategy that
+    rolls back its view, but every API order is an independent decision. With
+    a constant epoch, one denied API order made safety silently drop every
+    later one while answering "accepted". Monotonic nanoseconds stay increasing
+    across API restarts inside one engine process.
+    """
+    epoch = max(time.monotonic_ns(), _last_epoch[0] + 1)
+    _last_epoch[0] = epoch
+    return epoch
 
 
 async def _ask(request: Request, name: str, message: object) -> object:
@@ -78,6 +95,7 @@ async def submit_order(request: Request, data: JSONBody[SubmitOrderBody]) -> Res
         order_type=data.order_type,
         limit_price=data.limit_price,
         reduce_only=data.reduce_only,
+        epoch=next_epoch(),
     )
     result: SubmitResult = await _ask(request, "safety", order)  # type: ignore[assignment]
     return Response(result, status_code=201 if result.accepted else 422)
