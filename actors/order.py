@@ -23,7 +23,8 @@ from actors.directory import Directory
 from actors.safety import KillFlag
 from engine.journal import Journal, JournalError
 from engine.messages import (
-    BatchDone, CancelAll, CancelOrder, DenyReason, FeedCheckpoint, Flatten, GetOrder, GetOrders, GetPnL,
+    BatchDone, CancelAll, CancelOrder, DenyReason, FeedCheckpoint, Flatten, GetOrder, GetOrders, GetPnL, GetRecovered,
+    RecoveredView,
     GetPositions, OrderDenied, OrderEvent, OrderRequest, OrderStatus, OrderType, OrderUpdates, Round,
     SetTradingState, Side, StrategyLifecycle, TradingState, TradingStateChanged, VenueReport,
 )  # fmt: skip
@@ -56,6 +57,8 @@ class OrderActor(EngineActor):
         self.denied_ids: set[str] = set()
         self.in_flight_resend: set[str] = set()
         self.journal_failed = ""
+        self.journal_kind = ""
+        self.recovered = None
         self.rounds = 0
         self.flatten_seq = 0
 
@@ -70,8 +73,10 @@ class OrderActor(EngineActor):
             self.safety.tell(SetTradingState(state=TradingState.HALTED, reason=self.journal_failed, requested_by="orders"))
             self.report_recovered(False, self.journal_failed)
             return
+        self.journal_kind = (self.journal.get_meta("kind") or "") if self.journal is not None else ""
         if self.journal is not None and self.journal.last_seq > 0:
             rec = fold(self.journal.records())
+            self.recovered = rec
             self.book = rec.book
             self.denied_ids = set(rec.denied_ids)
             # Orders journaled as submitted but never acknowledged may not have reached the
@@ -276,6 +281,24 @@ class OrderActor(EngineActor):
                                   approved=orders))
 
     # ------------------------------------------------------------- queries
+    @handles(GetRecovered)
+    def on_get_recovered(self, q: GetRecovered) -> RecoveredView:
+        rec = self.recovered
+        if rec is None:
+            return RecoveredView(journal_kind=self.journal_kind)
+        exposure: dict[str, float] = {s: p.quantity for s, p in self.book.positions.items()}
+        for st in self.book.open_orders():
+            r = st.request
+            exposure[r.symbol] = exposure.get(r.symbol, 0.0) + (st.remaining if r.side is Side.BUY else -st.remaining)
+        sid = q.strategy_id
+        return RecoveredView(
+            journal_kind=self.journal_kind, trading_state=rec.trading_state, trading_reason=rec.trading_reason,
+            next_id=rec.next_id.get(sid, 1),
+            positions={sym: qty for (s, sym), qty in self.book.strategy_positions.items() if s == sid},
+            exposure=exposure,
+            open_orders=[o.request.client_order_id for o in self.book.open_orders() if o.request.strategy_id == sid],
+        )  # fmt: skip
+
     @handles(GetOrders)
     def on_get_orders(self, q: GetOrders):
         items = self.book.open_orders() if q.open_only else list(self.book.orders.values())

@@ -23,7 +23,7 @@ from actors.directory import Directory
 from engine import risk
 from engine.config import Config
 from engine.messages import (
-    CancelAll, CancelOrder, DenyReason, Flatten, GetTradingState, KillSwitch, OrderBatch, OrderDenied,
+    CancelAll, CancelOrder, DenyReason, Flatten, GetRecovered, GetTradingState, KillSwitch, OrderBatch, OrderDenied,
     OrderRequest, OrderStatus, OrderUpdates, Round, SetTradingState, Side, StrategyLifecycle, SubmitResult,
     TradingState, TradingStateChanged, TradingStateInfo,
 )  # fmt: skip
@@ -78,6 +78,20 @@ class SafetyActor(EngineActor):
         self.denied = 0
         self.approved = 0
         self.open_qty: dict[str, tuple[str, Side, float]] = {}
+
+    def on_start(self) -> None:
+        # A restart (or `run` continuing its journal) resumes the journaled trading state and exposure.
+        try:
+            view = self.orders.ask(GetRecovered(), timeout=5.0)
+        except Exception as exc:  # noqa: BLE001 - orders down: start HALTED rather than guess
+            self.state.trading_state = TradingState.HALTED
+            self.state_reason = f"could not read recovered state: {exc!r}"
+            return
+        if view.trading_state is not None:
+            self.state.trading_state = view.trading_state
+            self.state_reason = f"recovered: {view.trading_reason}"
+        if view.journal_kind == "run":
+            self.state.exposure.update(view.exposure)
 
     # ------------------------------------------------------------- rounds
     @handles(OrderBatch)

@@ -11,7 +11,7 @@ import time
 
 from actors.base import EngineActor, handles
 from actors.directory import Directory
-from engine.messages import EndOfStream, IndicatorBatch, OrderBatch, OrderUpdates, StrategyLifecycle
+from engine.messages import EndOfStream, GetRecovered, IndicatorBatch, OrderBatch, OrderUpdates, StrategyLifecycle
 from strategies.base import Strategy, StrategyRunner
 
 try:
@@ -22,16 +22,26 @@ except ImportError:  # pragma: no cover
 
 class StrategyActor(EngineActor):
     def __init__(self, name: str, directory: Directory, supervisor: str | None = None, *,
-                 strategy: Strategy, safety: str = "safety", assume_fills: bool = True,
+                 strategy: Strategy, safety: str = "safety", orders: str = "orders", assume_fills: bool = True,
                  restore_from: bytes | None = None):
         super().__init__(name, directory, supervisor)
         self.runner = StrategyRunner(strategy, assume_fills=assume_fills)
         if restore_from:
             self.runner.restore(restore_from)
         self.safety = self.addr(safety)
+        self.orders_name = orders
         self.last_batch: dict[str, int] = {}
 
     def on_start(self) -> None:
+        # `run` continuing a journal: ids go on from the journal and positions are what was filled.
+        # (A replay re-runs from tick 0 and re-derives both, so it starts fresh.)
+        try:
+            view = self.addr(self.orders_name).ask(GetRecovered(strategy_id=self.runner.sid), timeout=5.0)
+        except Exception:  # noqa: BLE001 - no orders actor (unit tests): start fresh
+            view = None
+        if view is not None and view.journal_kind == "run":
+            self.runner.state.next_id = max(self.runner.state.next_id, view.next_id)
+            self.runner.state.position.update(view.positions)
         self.safety.tell(StrategyLifecycle(strategy_id=self.runner.sid, event="started"))
 
     @handles(IndicatorBatch)

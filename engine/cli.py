@@ -131,15 +131,15 @@ def cmd_run(args) -> int:
     log_path = _setup_logging(cfg)
     data_dir = Path(cfg.engine.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    from engine.journal_runs import journal_dir, new_run_path
+    from engine.journal_runs import journal_dir
 
     jdir = journal_dir(cfg)
     jdir.mkdir(parents=True, exist_ok=True)
-    journal_path = new_run_path(jdir, kind="run") if cfg.journal.enabled else None
+    journal_path, continued = _run_journal(jdir) if cfg.journal.enabled else (None, False)
     print(f"actortrader {cfg.mode} engine")
     print(f"  logs:    {log_path}")
     print(f"  data:    {data_dir}")
-    print(f"  journal: {journal_path}")
+    print(f"  journal: {journal_path}" + ("  (continuing after an unclean stop)" if continued else ""))
 
     def source_factory():
         return _make_source(cfg)
@@ -207,11 +207,39 @@ def cmd_run(args) -> int:
         if api is not None:
             api.stop()
         eng.stop()
+        if journal_path is not None and code == EXIT_OK and not eng.kill.is_set():
+            _finish_journal(journal_path)
         logger.info("stopped cleanly")
         from loguru import logger as _l
 
         _l.complete()
     return code
+
+
+def _run_journal(jdir: Path) -> tuple[Path, bool]:
+    """The last `run` journal if it did not finish cleanly (a crash): continue it; else a new one."""
+    from engine.journal import Journal, JournalError
+    from engine.journal_runs import list_runs, new_run_path, start_run
+
+    runs = list_runs(jdir, kind="run")
+    if runs:
+        try:
+            with Journal.open(runs[-1], readonly=True) as j:
+                if j.get_meta("status") != "finished":
+                    return runs[-1], True
+        except JournalError:
+            pass
+    path = new_run_path(jdir, kind="run")
+    start_run(path, kind="run").close()
+    return path, False
+
+
+def _finish_journal(path: Path) -> None:
+    from engine.journal import Journal
+    from engine.journal_runs import finish_run
+
+    with Journal.open(path) as j:
+        finish_run(j)
 
 
 def _make_source(cfg):

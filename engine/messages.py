@@ -551,6 +551,22 @@ class GetMetrics(_Base, frozen=True):
     """MonitorActor -> MetricsSnapshot (latest sample)."""
 
 
+class GetRecovered(_Base, frozen=True):
+    """OrderActor -> RecoveredView: what the journal says, for actors (re)starting."""
+
+    strategy_id: str = ""
+
+
+class RecoveredView(_Base, frozen=True):
+    journal_kind: str = ""  # "run" continues ids and positions; "replay" re-runs from tick 0
+    trading_state: TradingState | None = None
+    trading_reason: str = ""
+    next_id: int = 1  # next client order number of ``strategy_id``
+    positions: dict[str, float] = {}  # that strategy's filled position per symbol
+    exposure: dict[str, float] = {}  # book-wide filled position + open order quantity per symbol
+    open_orders: list[str] = []  # that strategy's open client order ids
+
+
 class SubmitResult(_Base, frozen=True):
     """SafetyActor's answer to an OrderRequest that was *asked* (API, CLI)."""
 
@@ -593,7 +609,7 @@ Message = Union[
     TradingStateChanged, SetTradingState, KillSwitch, Flatten,
     Heartbeat, HeartbeatAck, ChildFailed, ChildRecovered, SupervisorDecision, ActorStatus,
     MetricsSnapshot, GetOrders, GetOrder, GetPositions, GetPnL, GetTradingState,
-    TradingStateInfo, GetActorTree, GetMetrics, SubmitResult,
+    TradingStateInfo, GetActorTree, GetMetrics, SubmitResult, GetRecovered, RecoveredView,
     StrategyLifecycle, FeedCheckpoint, ActorCheckpoint,
 ]  # fmt: skip
 

@@ -123,6 +123,8 @@ class OrderBook:
     open_ids: set[str] = field(default_factory=set)
     fills_count: int = 0
     illegal_transitions: int = 0
+    # Filled position per (strategy id, symbol): what each strategy holds, for its restart.
+    strategy_positions: dict[tuple[str, str], float] = field(default_factory=dict)
     # Equity curve points (event_seq, realized - fees) for reports; one per fill.
     equity: list[tuple[int, float]] = field(default_factory=list)
 
@@ -175,6 +177,9 @@ class OrderBook:
         if pos is None:
             pos = self.positions[fill.symbol] = PositionState(fill.symbol)
         pos.apply_fill(fill.side, fill.quantity, fill.price, fill.fee)
+        key = (fill.strategy_id, fill.symbol)
+        self.strategy_positions[key] = self.strategy_positions.get(key, 0.0) + (
+            fill.quantity if fill.side is Side.BUY else -fill.quantity)
         self.fills_count += 1
         self.equity.append((fill.event_seq, self.realized_total() - self.fees_total()))
         return True

@@ -93,7 +93,7 @@ def test_run_for_a_duration_trades_on_the_synthetic_feed(tmp_path):
     from engine.journal import Journal
     from engine.messages import Fill
 
-    journals = list((tmp_path / "journal" / "paper").glob("run-*"))
+    journals = list((tmp_path / "journal" / "paper").glob("run-*.sqlite"))
     assert journals
     with Journal.open(journals[0]) as j:
         assert j.count((Fill,)) > 0, "the default RSI strategy trades the synthetic walk within seconds"
@@ -136,3 +136,40 @@ enabled = false
     assert out.returncode == 1, out.stderr
     assert "unreachable" in out.stderr and "HALTED" in out.stderr
     assert "paper" not in out.stdout.lower() or "live" in out.stdout.lower()
+
+
+@pytest.mark.timeout(180)
+def test_run_after_kill_9_continues_its_journal_with_fresh_client_ids(tmp_path):
+    from engine.journal import Journal
+    from engine.messages import Fill, OrderRequest
+
+    cfg = write_config(tmp_path, "max_ticks = 0")
+    proc, lines = start(["run", "--config", cfg, "--api-port", "0"], tmp_path)
+    seen: list[str] = []
+    assert wait_for(lines, "engine running", seen), "".join(seen)
+    journal = next((tmp_path / "journal" / "paper").glob("run-*.sqlite"))
+    done = threading.Event()
+
+    def fills_so_far() -> int:
+        with Journal.open(journal, readonly=True) as j:
+            return j.count((Fill,))
+
+    # Let it trade, then kill -9 without any warning.
+    while fills_so_far() < 5 and proc.poll() is None:
+        done.wait(0.1)
+    proc.kill()
+    proc.wait(timeout=30)
+    with Journal.open(journal, readonly=True) as j:
+        before = [r for _, r in j.records(types=(OrderRequest,))]
+        fills_before = j.count((Fill,))
+    proc, lines = start(["run", "--config", cfg, "--api-port", "0", "--duration", "4"], tmp_path)
+    seen = []
+    assert wait_for(lines, "continuing after an unclean stop", seen), "".join(seen)
+    assert proc.wait(timeout=90) == 0
+    with Journal.open(journal, readonly=True) as j:
+        after = [r for _, r in j.records(types=(OrderRequest,))]
+        assert j.count((Fill,)) > fills_before, "it trades again after the crash"
+        assert j.get_meta("status") == "finished"
+    ids = [r.client_order_id for r in after]
+    assert len(ids) == len(set(ids)), "no client order id is ever reused"
+    assert after[: len(before)] == before
