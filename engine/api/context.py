@@ -33,7 +33,7 @@ class ApiContext:
     login_by_client: SlidingWindowLimiter
     clock: Callable[[], float] = time.monotonic
     ask_timeout_s: float = 2.0
-    sse_capacity: int = 256
+    sse_capacity: int = 1024  # > the EventHub's replay ring (500), so a new dashboard starts without a gap
     sse_poll_s: float = 1.0  # how often the stream adds PnL and trading state samples
     started: float = field(default_factory=time.monotonic)
     sse_clients: int = 0

@@ -98,7 +98,8 @@ async def _stream(ctx: ApiContext) -> AsyncIterator[dict[str, str]]:
         while not channel.closed and not ctx.closing:
             if loop.time() >= next_poll:
                 next_poll = loop.time() + ctx.sse_poll_s
-                for name, msg in (("safety", GetTradingState()), ("orders", GetPnL())):
+                for name, msg in (("safety", GetTradingState()), ("orders", GetPnL()), ("monitor", GetMetrics())):
+                    # The monitor's latest sample is asked for, not pushed: it never has to know the API exists.
                     try:
                         yield encode_event(await ask_actor(ctx.directory, name, msg, ctx.ask_timeout_s))
                     except ActorErrors as exc:

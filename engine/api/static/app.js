@@ -159,6 +159,14 @@ function showState(s) {
   $("state-reason").textContent = s.reason || "";
 }
 
+// Microseconds in the unit a person reads at a glance: 285 µs, 4.2 ms, 1.02 s.
+function fmtUs(us) {
+  if (typeof us !== "number" || !isFinite(us)) return "–";
+  if (us < 1000) return us.toFixed(0) + " µs";
+  if (us < 1e6) return (us / 1000).toPrecision(3) + " ms";
+  return (us / 1e6).toPrecision(3) + " s";
+}
+
 function fmt(x, digits = 2) { return (typeof x === "number" && isFinite(x)) ? x.toFixed(digits) : "–"; }
 function signClass(td, x) { td.className = x > 0 ? "pos" : (x < 0 ? "neg" : ""); }
 
@@ -179,14 +187,15 @@ function showPnL(p) {
 }
 
 function showMetrics(m) {
-  const rates = m.rates || {};
-  const key = Object.keys(rates).find((k) => k.startsWith("ticks")) || Object.keys(rates)[0];
-  const tput = key ? rates[key] : 0;
-  $("throughput").textContent = key ? Math.round(tput).toLocaleString() + " " + key.replace(/_/g, " ") : "–";
-  const counters = m.counters || {};
-  $("ticks").textContent = counters.ticks !== undefined ? Math.round(counters.ticks).toLocaleString() : "–";
+  // Counter keys are Prometheus-shaped ("feed_ticks_total{feed=\"feed\"}"); older ones plain ("ticks").
+  const isTicks = (k) => /^(feed_)?ticks(_total|_per_s)?($|\{|\.)/.test(k);
+  const sumOf = (obj) => { const ks = Object.keys(obj).filter(isTicks); return ks.length ? ks.reduce((a, k) => a + obj[k], 0) : undefined; };
+  const tput = sumOf(m.rates || {});
+  $("throughput").textContent = tput !== undefined ? Math.round(tput).toLocaleString() + " ticks/s" : "–";
+  const ticks = sumOf(m.counters || {});
+  $("ticks").textContent = ticks !== undefined ? Math.round(ticks).toLocaleString() : "–";
   $("samples").textContent = String(Number($("samples").textContent) + 1);
-  push(series.throughput, tput);
+  push(series.throughput, tput || 0);
   drawLine($("throughput-chart"), series.throughput, "#58a6ff", false);
   $("rss").textContent = (m.rss_bytes / 1048576).toFixed(1) + " MiB";
   $("cpu").textContent = fmt(m.cpu_percent, 1) + " %";
@@ -195,7 +204,11 @@ function showMetrics(m) {
   drawLine($("rss-chart"), series.rss, "#d29922", false);
   const lat = $("latency");
   lat.replaceChildren();
-  for (const [path, q] of Object.entries(m.latency_us || {})) lat.appendChild(row([path, fmt(q.p50, 1), fmt(q.p99, 1), fmt(q.max, 1)]));
+  for (const [path, q] of Object.entries(m.latency_us || {})) {
+    const tr = row([path.replace(/_/g, " "), fmtUs(q.p50), fmtUs(q.p99), fmtUs(q.max)]);
+    for (const [i, v] of [[1, q.p50], [2, q.p99], [3, q.max]]) if (v >= 100000) tr.children[i].className = "slow";
+    lat.appendChild(tr);
+  }
   if (m.actors && m.actors.length) showActors(m.actors);
 }
 
@@ -213,6 +226,7 @@ function showOrder(o) {
   const body = $("orders");
   const id = "order-" + o.client_order_id;
   const tr = row([o.client_order_id, o.strategy_id, o.symbol, o.status, fmt(o.filled_qty, 0), fmt(o.avg_price, 4), o.reason || ""]);
+  tr.children[3].className = o.status;
   tr.dataset.key = id;
   const old = Array.from(body.children).find((r) => r.dataset.key === id);
   if (old) old.replaceWith(tr); else body.prepend(tr);
@@ -221,7 +235,9 @@ function showOrder(o) {
 
 function showFill(f) {
   const body = $("fills");
-  body.prepend(row([f.trade_id, f.client_order_id, f.symbol, f.side, fmt(f.quantity, 0), fmt(f.price, 4), fmt(f.fee, 4)]));
+  const tr = row([f.client_order_id, f.symbol, f.side, fmt(f.quantity, 0), fmt(f.price, 4), fmt(f.fee, 4), f.trade_id]);
+  tr.children[2].className = f.side;
+  body.prepend(tr);
   while (body.children.length > MAX_ROWS) body.lastChild.remove();
   $("fill-count").textContent = String(Number($("fill-count").textContent) + 1);
 }
@@ -259,7 +275,7 @@ function drawLine(canvas, values, color, zeroLine) {
   values.forEach((v, i) => (i ? ctx.lineTo(x(i), y(v)) : ctx.moveTo(x(i), y(v))));
   ctx.stroke();
   ctx.fillStyle = "#8b98a5"; ctx.font = "11px sans-serif";
-  ctx.fillText(hi.toPrecision(6), pad, 12); ctx.fillText(lo.toPrecision(6), pad, h - pad);
+  ctx.fillText(String(Number(hi.toPrecision(4))), pad, 12); ctx.fillText(String(Number(lo.toPrecision(4))), pad, h - pad);
 }
 
 // ---------------------------------------------------------------- admin controls (confirmed)
