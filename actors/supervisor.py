@@ -35,6 +35,7 @@ from engine.messages import (
     GetActorTree,
     GetTradingState,
     Heartbeat,
+    KillSwitch,
     SetTradingState,
     SupervisorDecision,
     TradingState,
@@ -180,7 +181,7 @@ class SupervisorActor(EngineActor):
         if is_root:  # nobody above us: this is an escalation to the engine
             self.directory.tell(
                 self.spec.safety_name,
-                SetTradingState(state=TradingState.HALTED, reason="root supervisor crashed", requested_by="supervisor"),
+                KillSwitch(reason="root supervisor crashed", requested_by="supervisor"),
             )
         self._stop_all(graceful=False)
         super().on_failure(exception_type, exception_value, traceback)
@@ -376,10 +377,11 @@ class SupervisorActor(EngineActor):
         self._decide(None, "escalate", reason)
         is_root = self.supervisor is None
         if is_root:
-            # Halt first: the safety actor handles this before its stop request.
+            # Halt and cancel open orders first (a kill switch): the safety actor
+            # handles it before its stop request, as OTP's last act past the root.
             self.directory.tell(
                 self.spec.safety_name,
-                SetTradingState(state=TradingState.HALTED, reason=f"escalation: {reason}"[:500], requested_by="supervisor"),
+                KillSwitch(reason=f"escalation: {reason}"[:500], requested_by="supervisor"),
             )
         self._stop_timers()
         self._stop_all(graceful=is_root, keep_buffering=not is_root)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 
+import pykka
+
 from actors.base import EngineActor, handles
 from actors.directory import DeadLetter, Directory
 from engine.messages import GetOrders, Round
@@ -33,8 +35,8 @@ class VenueActor(EngineActor):
         # After a restart the venue re-adopts what the OrderActor (journal) says is open.
         try:
             open_orders = self.orders.ask(GetOrders(open_only=True, limit=1_000_000), timeout=self.readopt_timeout_s)
-        except DeadLetter:
-            open_orders = []
+        except (DeadLetter, pykka.Timeout):
+            open_orders = []  # nothing to re-adopt is safer than a venue that never starts
         if open_orders:
             self.venue.restore(open_orders)
 

@@ -15,7 +15,7 @@ import msgspec
 
 from actors.base import EngineActor, handles
 from actors.directory import Directory
-from engine.messages import GetTradingState, SetTradingState, TradingState, TradingStateInfo
+from engine.messages import GetTradingState, KillSwitch, SetTradingState, TradingState, TradingStateInfo
 from engine.supervision import ChildContext, ChildSpec, RestartStrategy, SupervisorSpec
 
 TIMEOUT = 5.0
@@ -116,6 +116,13 @@ class FakeSafety(EngineActor):
     def on_set(self, msg: SetTradingState) -> None:
         self.state = msg.state
         self.journal.add("trading", (msg.state, msg.reason, msg.requested_by))
+
+    @handles(KillSwitch)
+    def on_kill(self, msg: KillSwitch) -> None:
+        # Like the SafetyActor: a kill switch halts (and would cancel open orders).
+        self.state = TradingState.HALTED
+        self.journal.add("trading", (TradingState.HALTED, msg.reason, msg.requested_by))
+        self.journal.add("kill", msg.reason)
 
     @handles(GetTradingState)
     def on_get(self, _msg: GetTradingState) -> TradingStateInfo:

@@ -135,6 +135,7 @@ def test_restart_intensity_exceeded_escalates_at_the_root(env):
     # trading halted before the children were stopped, in reverse order
     halts = j.of("trading")
     assert halts and halts[0][0] is TradingState.HALTED and "escalation" in halts[0][1]
+    assert j.of("kill"), "past the root: a kill switch, so open orders are cancelled too"
     assert env.directory.ref("a") is None and env.directory.ref("safety") is None
     assert status_of(tree, "root").status == "failed"
 
