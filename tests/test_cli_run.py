@@ -89,7 +89,11 @@ def test_run_then_sigterm_exits_zero_with_a_clean_log(tmp_path):
 def test_run_for_a_duration_trades_on_the_synthetic_feed(tmp_path):
     proc, lines = start(["run", "--config", write_config(tmp_path, "max_ticks = 0"), "--duration", "3",
                          "--api-port", "0"], tmp_path)
-    assert proc.wait(timeout=90) == 0
+    try:
+        assert proc.wait(timeout=90) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     from engine.journal import Journal
     from engine.messages import Fill
 
@@ -145,27 +149,33 @@ def test_run_after_kill_9_continues_its_journal_with_fresh_client_ids(tmp_path):
 
     cfg = write_config(tmp_path, "max_ticks = 0")
     proc, lines = start(["run", "--config", cfg, "--api-port", "0"], tmp_path)
-    seen: list[str] = []
-    assert wait_for(lines, "engine running", seen), "".join(seen)
-    journal = next((tmp_path / "journal" / "paper").glob("run-*.sqlite"))
-    done = threading.Event()
+    try:
+        seen: list[str] = []
+        assert wait_for(lines, "engine running", seen), "".join(seen)
+        journal = next((tmp_path / "journal" / "paper").glob("run-*.sqlite"))
+        pause = threading.Event()
 
-    def fills_so_far() -> int:
-        with Journal.open(journal, readonly=True) as j:
-            return j.count((Fill,))
+        def fills_so_far() -> int:
+            with Journal.open(journal, readonly=True) as j:
+                return j.count((Fill,))
 
-    # Let it trade, then kill -9 without any warning.
-    while fills_so_far() < 5 and proc.poll() is None:
-        done.wait(0.1)
-    proc.kill()
-    proc.wait(timeout=30)
+        # Let it trade (polling the journal, bounded by the test timeout), then kill -9 without warning.
+        while fills_so_far() < 5 and proc.poll() is None:
+            pause.wait(0.1)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
     with Journal.open(journal, readonly=True) as j:
         before = [r for _, r in j.records(types=(OrderRequest,))]
         fills_before = j.count((Fill,))
     proc, lines = start(["run", "--config", cfg, "--api-port", "0", "--duration", "4"], tmp_path)
-    seen = []
-    assert wait_for(lines, "continuing after an unclean stop", seen), "".join(seen)
-    assert proc.wait(timeout=90) == 0
+    try:
+        seen = []
+        assert wait_for(lines, "continuing after an unclean stop", seen), "".join(seen)
+        assert proc.wait(timeout=90) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     with Journal.open(journal, readonly=True) as j:
         after = [r for _, r in j.records(types=(OrderRequest,))]
         assert j.count((Fill,)) > fills_before, "it trades again after the crash"
