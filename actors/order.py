@@ -23,7 +23,7 @@ from actors.directory import Directory
 from actors.safety import KillFlag
 from engine.journal import Journal, JournalError
 from engine.messages import (
-    BatchDone, CancelAll, CancelOrder, DenyReason, FeedCheckpoint, Flatten, GetOrder, GetOrders, GetPnL, GetRecovered,
+    BatchDone, CancelAll, CancelOrder, DenyReason, EndOfStream, FeedCheckpoint, Flatten, GetOrder, GetOrders, GetPnL, GetRecovered,
     RecoveredView,
     GetPositions, OrderDenied, OrderEvent, OrderRequest, OrderStatus, OrderType, OrderUpdates, Round,
     SetTradingState, Side, StrategyLifecycle, TradingState, TradingStateChanged, VenueReport,
@@ -204,7 +204,7 @@ class OrderActor(EngineActor):
             if self.events is not None:
                 self.events.tell(upd)
         if rep.batch_seq >= 0 and rep.feed:
-            self.directory.tell(self.feed_name, BatchDone(feed=rep.feed, batch_seq=rep.batch_seq, consumer="pipeline"))
+            self.directory.tell(self.feed_name, BatchDone(feed=rep.feed, batch_seq=rep.batch_seq, consumer=self.name))
         if rep.end_of_stream and self.on_end_of_stream is not None:
             self.on_end_of_stream(rep.feed)
 
@@ -224,6 +224,11 @@ class OrderActor(EngineActor):
             if sid in ("api", "flatten"):
                 continue
             self.directory.tell(f"strategy:{sid}", OrderUpdates(strategy_id=sid, venue_watermark=watermark, **parts))
+
+    @handles(EndOfStream)
+    def on_feed_drained(self, msg: EndOfStream) -> None:
+        # The feed has every credit back: all its batches are journaled. Nothing to do.
+        logger.debug("feed {} drained at tick {}", msg.feed, msg.last_tick_seq)
 
     # ------------------------------------------------------------- control
     @handles(TradingStateChanged, StrategyLifecycle)

@@ -217,7 +217,7 @@ def _feed_factory(cfg: Config, source_factory: Callable[[], Any], realtime_rate:
         autostart = StartFeed(after_tick_seq=-1) if last["started"] else None
         ref = MarketFeedActor.start(
             ctx.name, ctx.directory, ctx.supervisor, feed_id=FEED, source=source_factory(), subscribers=[INDICATORS],
-            consumers=["pipeline"], batch_size=cfg.feed.batch_size, max_in_flight=cfg.feed.max_in_flight,
+            consumers=[ORDERS], batch_size=cfg.feed.batch_size, max_in_flight=cfg.feed.max_in_flight,
             realtime_rate=realtime_rate, autostart=autostart)
         last["actor"] = actor_of(ref)
         return ref
