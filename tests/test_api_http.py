@@ -266,7 +266,8 @@ def test_actor_down_is_503_and_slow_is_504(env):
 
 
 # ---------------------------------------------------------------- SSE
-def read_events(response, want: set[str], limit: int = 200) -> dict[str, list]:
+def read_events(response, want: set[str], limit: int = 200, until=lambda seen: True) -> dict[str, list]:
+    """Read until every kind in ``want`` was seen and ``until(seen)`` holds (or ``limit`` events)."""
     seen: dict[str, list] = {}
     name = None
     for line in response.iter_lines():
@@ -274,7 +275,7 @@ def read_events(response, want: set[str], limit: int = 200) -> dict[str, list]:
             name = line[6:].strip()
         elif line.startswith("data:") and name:
             seen.setdefault(name, []).append(json.loads(line[5:]))
-        if want <= seen.keys() or sum(map(len, seen.values())) > limit:
+        if (want <= seen.keys() and until(seen)) or sum(map(len, seen.values())) > limit:
             break
     return seen
 
@@ -285,7 +286,8 @@ def test_sse_streams_fills_state_metrics_and_pnl(env):
     with env.client.stream("GET", "/api/v1/events", headers=h) as r:
         assert r.headers["content-type"].startswith("text/event-stream"), (r.status_code, r.read())
         env.client.post("/api/v1/trading-state/kill-switch", headers=h, json={"reason": "sse test"})
-        seen = read_events(r, {"hello", "fill", "metrics", "pnl", "state"})
+        seen = read_events(r, {"hello", "fill", "metrics", "pnl", "state"},
+                           until=lambda seen: any(x.get("reason") == "sse test" for x in seen.get("state", [])))
     assert {"hello", "fill", "metrics", "pnl", "state"} <= seen.keys()
     assert any(s.get("reason") == "sse test" for s in seen["state"])
     env.client.put("/api/v1/trading-state", headers=h, json={"state": "ACTIVE"})

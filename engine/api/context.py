@@ -35,6 +35,7 @@ class ApiContext:
     ask_timeout_s: float = 2.0
     sse_capacity: int = 1024  # > the EventHub's replay ring (500), so a new dashboard starts without a gap
     sse_poll_s: float = 1.0  # how often the stream adds PnL and trading state samples
+    sse_min_interval_s: float = 0.1  # events are sent in batches at most this often (GIL cost flat in the event rate)
     started: float = field(default_factory=time.monotonic)
     sse_clients: int = 0
     closing: bool = False

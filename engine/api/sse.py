@@ -105,3 +105,11 @@ def encode_event(event: Any) -> dict[str, str]:
     """A Litestar SSE message dict: ``{"event": name, "data": json}``."""
     data = msgspec.json.encode(event).decode() if isinstance(event, msgspec.Struct) else msgspec.json.encode(event).decode()
     return {"event": event_name(event), "data": data}
+
+
+def sse_frame(messages: list[dict[str, str]]) -> bytes:
+    """Several SSE messages as one chunk (one socket write): ``event: x\r\ndata: {...}\r\n\r\n`` each.
+
+    The data is compact JSON, which never contains a raw line break, so one
+    ``data:`` line per message is the whole encoding."""
+    return "".join(f"event: {m['event']}\r\ndata: {m['data']}\r\n\r\n" for m in messages).encode()
