@@ -107,8 +107,16 @@ class Strategy:
         return []
 
     def warm(self, batch: IndicatorBatch, i: int) -> bool:
-        """True when every indicator it reads is defined at tick ``i``."""
-        return all(not np.isnan(batch.values[k][i]) for k in self.value_keys())
+        """True when every indicator it reads is defined (not NaN) at tick ``i``."""
+        keys = self.__dict__.get("_warm_keys")
+        if keys is None:
+            keys = self.__dict__["_warm_keys"] = tuple(self.value_keys())
+        values = batch.values
+        for k in keys:
+            v = values[k][i]
+            if v != v:
+                return False
+        return True
 
     def value_keys(self) -> list[str]:
         from engine.indicators import key_for
