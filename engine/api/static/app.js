@@ -180,7 +180,9 @@ function showPnL(p) {
   const body = $("positions");
   body.replaceChildren();
   for (const pos of Object.values(p.by_symbol || {})) {
-    const tr = row([pos.symbol, fmt(pos.quantity, 0), fmt(pos.avg_price, 4), fmt(pos.last_price, 4), fmt(pos.unrealized_pnl), fmt(pos.realized_pnl)]);
+    const flat = pos.quantity === 0;  // a flat book has no average price: show a dash, not 0.0000
+    const tr = row([pos.symbol, fmt(pos.quantity, 0), flat ? "–" : fmt(pos.avg_price, 4), fmt(pos.last_price, 4), fmt(pos.unrealized_pnl), fmt(pos.realized_pnl)]);
+    signClass(tr.children[5], pos.realized_pnl);
     signClass(tr.children[4], pos.unrealized_pnl);
     body.appendChild(tr);
   }
