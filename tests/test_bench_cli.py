@@ -66,3 +66,27 @@ def test_bench_baseline_is_the_tested_plain_loop():
             want += (p - avg) * -q
             held, cost = held + q, cost + q * avg
     assert realized == want
+
+
+@needs_shared
+def test_stage_histograms_are_recorded_once_per_batch_in_pipeline_order(tmp_path):
+    from engine import metrics
+    from engine.replay import run_replay
+    from tests.test_replay_e2e import job_config
+
+    metrics.REGISTRY.reset()
+    rep = run_replay(job_config(tmp_path, 20_000, batch_size=512), str(SPY_TICKS), symbol="SPY", progress=False,
+                     timeout_s=60)
+    batches = -(-20_000 // 512)
+    lat = metrics.REGISTRY.latency_us()
+    stages = ("feed_to_indicators", "feed_to_strategy", "feed_to_safety")
+    for stage in stages:
+        assert lat[stage]["count"] == batches, stage  # once per batch, never per tick
+    # The end-of-stream round also reaches the OrderActor, the venue and back.
+    for stage in ("feed_to_orders", "feed_to_venue", "feed_to_report"):
+        assert lat[stage]["count"] == batches + 1, stage
+    assert 0 < lat["tick_to_order_at_venue"]["count"] <= min(rep["orders"], batches)
+    # Every batch reaches the stages in this order, from one origin: each percentile is ordered too.
+    for label in ("p50", "p90", "p99", "max"):
+        values = [lat[s][label] for s in stages]
+        assert values == sorted(values), (label, values)
