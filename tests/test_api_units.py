@@ -235,3 +235,51 @@ def test_event_hub_replays_ring_fans_out_and_drops_broken_subscribers():
 def test_make_config_helper_uses_tmp_paths(tmp_path: Path):
     cfg = make_config(tmp_path)
     assert cfg.api.port == 0 and str(tmp_path) in cfg.api.users_file
+
+
+def test_metrics_text_from_labelled_registry_keys():
+    """The engine registry's keys are Prometheus-shaped: labels survive, ``_total`` is not doubled,
+    families with different label sets still render, and rates are labelled by what they measure."""
+    snap = MetricsSnapshot(
+        ts_wall_ns=1, rss_bytes=1, cpu_percent=0.0, threads=1, open_fds=1,
+        counters={'feed_ticks_total{feed="feed"}': 5000.0, 'orders_total{outcome="FILLED"}': 3.0,
+                  'supervisor_decisions_total{action="restart",child="venue",supervisor="root"}': 1.0,
+                  'supervisor_decisions_total{action="stop",supervisor="root"}': 2.0},
+        rates={'feed_ticks_total{feed="feed"}': 2000.0},
+        latency_us={"feed_to_orders": {"p99.9": 1500.0}},
+    )  # fmt: skip
+    registry = {"counters": {'feed_ticks_total{feed="feed"}': 5000.0}, "gauges": {'queue_depth{actor="feed"}': 4.0},
+                "latency_us": {}}  # fmt: skip
+    text = render(snap, registry).decode()
+    for line in (
+        'actortrader_feed_ticks_total{feed="feed"} 5000.0', 'actortrader_orders_total{outcome="FILLED"} 3.0',
+        'actortrader_supervisor_decisions_total{action="restart",child="venue",supervisor="root"} 1.0',
+        'actortrader_supervisor_decisions_total{action="stop",child="",supervisor="root"} 2.0',
+        'actortrader_rate_per_second{feed="feed",what="feed_ticks"} 2000.0', 'actortrader_queue_depth{actor="feed"} 4.0',
+        'actortrader_latency_seconds{path="feed_to_orders",quantile="0.999"} 0.0015',
+    ):  # fmt: skip
+        assert line in text, line
+    assert "_total_total" not in text and "engine_counters" not in text
+    assert text.count('actortrader_feed_ticks_total{feed="feed"}') == 1  # the registry's copy is not exported twice
+    # Monitor down: the registry's counters are the fallback.
+    assert 'actortrader_feed_ticks_total{feed="feed"} 5000.0' in render(None, registry).decode()
+
+
+def test_event_hub_counts_orders_fills_and_denials_in_the_engine_registry():
+    from engine import metrics
+    from engine.messages import DenyReason, OrderDenied
+
+    before = metrics.snapshot()["counters"]
+    keys = ('orders_total{outcome="FILLED"}', 'fills_total{symbol="SYN"}', 'filled_quantity_total{symbol="SYN"}',
+            'order_denials_total{reason="MAX_ORDER_QTY"}')  # fmt: skip
+    ref = EventHub.start("events", Directory())
+    try:
+        filled = OrderEvent(client_order_id="c1", strategy_id="s", symbol="SYN", status=OrderStatus.FILLED, event_seq=1, ts_ns=1)
+        denied = OrderDenied(client_order_id="c2", strategy_id="s", reason=DenyReason.MAX_ORDER_QTY)
+        ref.ask(OrderUpdates(strategy_id="*", events=[filled], fills=[_fill(1), _fill(2)], denials=[denied]), timeout=5)
+        ref.ask(_fill(3), timeout=5)
+    finally:
+        ref.stop()
+    after = metrics.snapshot()["counters"]
+    grew = [after.get(k, 0.0) - before.get(k, 0.0) for k in keys]
+    assert grew == [1.0, 3.0, 3.0, 1.0]
