@@ -410,10 +410,13 @@ def measure_live(seconds: float = 10.0, rate: float = 10_000.0, warmup_s: float 
             clock.wait(warmup_s)
             before = eng.directory.ask(FEED, GetFeedStats(), timeout=10)
             metrics.REGISTRY.reset()
+            sampler = ThreadCpuSampler()  # actor threads exist already: only the window's CPU counts
+            sampler.start()
             if on_engine is not None:
                 on_engine(eng)
             clock.wait(seconds)
             after = eng.directory.ask(FEED, GetFeedStats(), timeout=10)
+            cpu = sampler.stop()
             lat = {k: metrics.REGISTRY.percentiles_us(k) for k in LIVE_STAGES}
         finally:
             eng.stop()
@@ -421,6 +424,8 @@ def measure_live(seconds: float = 10.0, rate: float = 10_000.0, warmup_s: float 
     batches = max(after.batches - before.batches, 1)
     return {"rate": rate, "seconds": seconds, "ticks": ticks, "batches": batches,
             "mean_batch": round(ticks / batches, 2), "backpressure_waits": after.backpressure_waits,
+            "stages_cpu_us_per_batch": {k: round(1e6 * v / batches, 1) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])
+                                        if v > 0.0005 and k not in ("MainThread", "bench-cpu-sampler")},
             "latency_us": lat}  # fmt: skip
 
 
@@ -524,6 +529,9 @@ def format_table(r: dict[str, Any]) -> str:
     live = r.get("live")
     if live:
         rows.append((f"live {live['rate']:.0f} ticks/s, {live['seconds']:.0f} s", f"{live['ticks']:,} ticks, mean batch {live['mean_batch']}", ""))
+        busiest = list(live.get("stages_cpu_us_per_batch", {}).items())[:3]
+        if busiest:
+            rows.append(("  cpu per batch, busiest", ", ".join(f"{k} {v:.0f} us" for k, v in busiest), ""))
         for stage in ("feed_to_venue", "tick_to_order_at_venue", "feed_to_report"):
             p = live["latency_us"].get(stage) or {}
             if p:
@@ -553,6 +561,9 @@ def run_bench(args) -> int:
     logger.remove()  # the suite's own lines and the table are the output; engine chatter only if it matters
     logger.add(sys.stderr, level="ERROR")
     try:
+        out = getattr(args, "json", None)
+        if out:
+            _check_writable(Path(out))  # before minutes of benchmarking, not after
         data = resolve_data(getattr(args, "data", None))
         ticks = int(getattr(args, "ticks", None) or 1_000_000)
         live_s = float(getattr(args, "live_seconds", None) or (10.0 if ticks >= 1_000_000 else 2.0))
@@ -560,16 +571,35 @@ def run_bench(args) -> int:
     except BenchError as exc:
         print(f"actortrader bench: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:  # a user-facing engine refusal (bad config, unwritable dir): say it, no traceback
+        from engine.replay import ReplayError
+
+        if isinstance(exc, (ReplayError, OSError)):
+            print(f"actortrader bench: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        raise
     print(format_table(result))
     text = json.dumps(result, indent=2)
-    out = getattr(args, "json", None)
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text)
+        try:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_text(text)
+        except OSError as exc:
+            print(f"actortrader bench: --json {out}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"wrote {out}")
     else:
         print(text)
     return EXIT_OK
+
+
+def _check_writable(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise BenchError(f"--json {path}: cannot write: {exc.strerror or exc}") from None
 
 
 def _main(argv: list[str] | None = None) -> int:

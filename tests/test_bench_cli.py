@@ -90,3 +90,12 @@ def test_stage_histograms_are_recorded_once_per_batch_in_pipeline_order(tmp_path
     for label in ("p50", "p90", "p99", "max"):
         values = [lat[s][label] for s in stages]
         assert values == sorted(values), (label, values)
+
+
+@needs_shared
+def test_unwritable_json_path_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = run_cli("--ticks", "2000", "--json", str(blocker / "sub" / "x.json"))
+    assert proc.returncode == 2
+    assert "--json" in proc.stderr and "cannot write" in proc.stderr and "Traceback" not in proc.stderr
