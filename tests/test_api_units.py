@@ -283,3 +283,16 @@ def test_event_hub_counts_orders_fills_and_denials_in_the_engine_registry():
     after = metrics.snapshot()["counters"]
     grew = [after.get(k, 0.0) - before.get(k, 0.0) for k in keys]
     assert grew == [1.0, 3.0, 3.0, 1.0]
+
+
+def test_sse_frame_is_several_standard_messages_in_one_chunk():
+    import json as _json
+
+    from engine.api.sse import encode_event, sse_frame
+
+    chunk = sse_frame([encode_event(_fill(1)), {"event": "gap", "data": '{"dropped":3}'}]).decode()
+    blocks = [b for b in chunk.split("\r\n\r\n") if b]
+    assert chunk.endswith("\r\n\r\n") and len(blocks) == 2
+    parsed = [dict(line.split(": ", 1) for line in b.split("\r\n")) for b in blocks]
+    assert parsed[0]["event"] == "fill" and _json.loads(parsed[0]["data"])["trade_id"] == "t1"
+    assert parsed[1] == {"event": "gap", "data": '{"dropped":3}'}
