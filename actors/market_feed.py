@@ -70,6 +70,7 @@ class _Pacer(threading.Thread):
         self._interval = interval_s
         self._stop_event = threading.Event()
         self.due_pending = False  # set here, cleared by the feed: at most one _Due queued
+        self.stalled = False  # set by the feed while it waits for credit: its BatchDone pumps, not us
 
     def run(self) -> None:
         # Deadline-based, so the wake-ups track the tick schedule instead of drifting
@@ -77,7 +78,7 @@ class _Pacer(threading.Thread):
         next_at = time.monotonic() + self._interval
         while not self._stop_event.wait(max(0.0, next_at - time.monotonic())):
             next_at = max(next_at + self._interval, time.monotonic())
-            if self.due_pending:
+            if self.due_pending or self.stalled:
                 continue
             self.due_pending = True
             try:
@@ -192,7 +193,7 @@ class MarketFeedActor(EngineActor):
         if waiting:
             return
         del self._in_flight[msg.batch_seq]
-        self._stalled = False
+        self._set_stalled(False)
         if self.finished:
             self._maybe_end_consumers()
         else:
@@ -245,13 +246,18 @@ class MarketFeedActor(EngineActor):
             return
         if self.consumers and len(self._in_flight) >= self.max_in_flight:
             if not self._stalled:
-                self._stalled = True
+                self._set_stalled(True)
                 self.backpressure_waits += 1
                 self._count("feed_backpressure_waits_total", 1)
             return
         sent = self._send(budget)
         if self.realtime_rate == 0 or sent < due:
             self._schedule_pump()  # as fast as possible, or more ticks are already due
+
+    def _set_stalled(self, stalled: bool) -> None:
+        self._stalled = stalled
+        if self._pacer is not None:
+            self._pacer.stalled = stalled  # no wake-ups while only a returned credit can help
 
     def _have_data(self) -> bool:
         while self._chunk is None or self._offset >= len(self._chunk):
