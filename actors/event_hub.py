@@ -50,15 +50,18 @@ class EventHub(EngineActor):
         self._last_metrics: MetricsSnapshot | None = None
         self._last_state: TradingStateChanged | None = None
         self._subscribers: tuple[Callback, ...] = ()
+        self._many: dict[Callback, Callable[[Any], None]] = {}
         self._lock = threading.Lock()
         self.published = 0
 
     # -- what the engine tells us
     @handles(OrderUpdates)
     def on_order_updates(self, msg: OrderUpdates) -> None:
-        for item in (*msg.events, *msg.fills, *msg.denials):
+        items = (*msg.events, *msg.fills, *msg.denials)
+        for item in items:
             _count(item)
-            self._publish(item)
+        self._recent.extend(items)
+        self._fan_out_many(items)
 
     @handles(OrderEvent, Fill, OrderDenied, SupervisorDecision)
     def on_event(self, msg: Any) -> None:
@@ -77,18 +80,21 @@ class EventHub(EngineActor):
         self._fan_out(msg)
 
     # -- subscribers (call through a proxy to get replay ordered with live events)
-    def subscribe(self, callback: Callback, replay: bool = True) -> Callable[[], None]:
+    def subscribe(self, callback: Callback, replay: bool = True, many: Callable[[Any], None] | None = None) -> Callable[[], None]:
         """Register ``callback``; with ``replay`` it first receives the recent ring and the
-        latest state and metrics. Returns an idempotent, thread-safe ``unsubscribe``."""
+        latest state and metrics. ``many`` (optional) takes a sequence of events at once: the
+        hub hands it a whole OrderUpdates' worth in one call (one lock for the consumer instead
+        of one per event). Returns an idempotent, thread-safe ``unsubscribe``."""
         if replay:
             for event in self.recent():
                 callback(event)
         with self._lock:
             self._subscribers = (*self._subscribers, callback)
+            if many is not None:
+                self._many[callback] = many
 
         def unsubscribe() -> None:
-            with self._lock:
-                self._subscribers = tuple(cb for cb in self._subscribers if cb is not callback)
+            self._drop(callback)
 
         return unsubscribe
 
@@ -115,8 +121,28 @@ class EventHub(EngineActor):
                 callback(event)
             except Exception as exc:  # noqa: BLE001 - a broken consumer must not break the hub
                 logger.warning("event subscriber {!r} failed ({!r}); unsubscribed", callback, exc)
-                with self._lock:
-                    self._subscribers = tuple(cb for cb in self._subscribers if cb is not callback)
+                self._drop(callback)
+
+    def _fan_out_many(self, events: tuple[Any, ...]) -> None:
+        if not events:
+            return
+        self.published += len(events)
+        for callback in self._subscribers:
+            many = self._many.get(callback)
+            try:
+                if many is not None:
+                    many(events)
+                else:
+                    for event in events:
+                        callback(event)
+            except Exception as exc:  # noqa: BLE001 - a broken consumer must not break the hub
+                logger.warning("event subscriber {!r} failed ({!r}); unsubscribed", callback, exc)
+                self._drop(callback)
+
+    def _drop(self, callback: Callback) -> None:
+        with self._lock:
+            self._subscribers = tuple(cb for cb in self._subscribers if cb is not callback)
+            self._many.pop(callback, None)
 
 
 _handles: dict[tuple[str, str], Any] = {}

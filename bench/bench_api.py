@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import resource
 import shutil
 import statistics
 import subprocess
@@ -73,6 +74,7 @@ class SseReader:
     def __init__(self, url: str, token: str):
         self.url, self.token = url, token
         self.events = 0
+        self.cpu_s = 0.0  # the reader process's own CPU (what a browser tab would spend)
         self._proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "SseReader":
@@ -88,7 +90,10 @@ class SseReader:
         if proc is None:
             return
         try:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             out, _ = proc.communicate(timeout=15)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            self.cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
             self.events = int(out.split()[-1]) + 1 if out.split() else 0
         except subprocess.TimeoutExpired:
             proc.kill()
@@ -152,6 +157,7 @@ def compare(data: Path, max_ticks: int, rounds: int) -> dict[str, Any]:
         without: list[float] = []
         with_api: list[float] = []
         events: list[int] = []
+        reader_cpu: list[float] = []
         digests = {warm["journal_digest"]}
         for i in range(rounds):
             for condition in (("without", "with") if i % 2 == 0 else ("with", "without")):
@@ -164,6 +170,7 @@ def compare(data: Path, max_ticks: int, rounds: int) -> dict[str, Any]:
                         report = replay()
                     with_api.append(report["ticks_per_s"])
                     events.append(served["reader"].events)
+                    reader_cpu.append(served["reader"].cpu_s)
                 digests.add(report["journal_digest"])
                 print(f"  round {i + 1} {condition:>7} API: {report['ticks_per_s']:>12,.0f} ticks/s", file=sys.stderr)
         base, api = statistics.median(without), statistics.median(with_api)
@@ -177,6 +184,8 @@ def compare(data: Path, max_ticks: int, rounds: int) -> dict[str, Any]:
             "runs_without_api": [round(x) for x in without],
             "runs_with_api": [round(x) for x in with_api],
             "sse_events_read_per_run": events,
+            "reader_process_cpu_s_per_run": [round(x, 3) for x in reader_cpu],
+            "replay_elapsed_s_median": round(warm["ticks"] / api, 3),
             "api_cost_pct": round(100.0 * (base - api) / base, 2),
             "limit_pct": LIMIT_PCT,
             "same_journal_digest_every_run": len(digests) == 1,

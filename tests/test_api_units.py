@@ -296,3 +296,41 @@ def test_sse_frame_is_several_standard_messages_in_one_chunk():
     parsed = [dict(line.split(": ", 1) for line in b.split("\r\n")) for b in blocks]
     assert parsed[0]["event"] == "fill" and _json.loads(parsed[0]["data"])["trade_id"] == "t1"
     assert parsed[1] == {"event": "gap", "data": '{"dropped":3}'}
+
+
+def test_thin_keeps_rare_events_and_the_newest_bulk_ones_and_counts_the_rest():
+    from engine.api.sse import thin
+    from engine.messages import TradingState, TradingStateChanged
+
+    state = TradingStateChanged(state=TradingState.HALTED, previous=TradingState.ACTIVE, reason="x", ts_wall_ns=1)
+    events = [_fill(i) for i in range(5)] + [state] + [_fill(i) for i in range(5, 10)]
+    kept, skipped = thin(events, keep=3)
+    assert kept == [state] + [_fill(7), _fill(8), _fill(9)] and skipped == {"fill": 7}
+    assert thin(events, keep=10) == (events, {})
+
+
+def test_event_channel_offer_many_is_bounded_like_offer():
+    async def scenario():
+        ch = EventChannel(asyncio.get_running_loop(), capacity=10)
+        ch.offer_many(list(range(4)))
+        ch.offer_many(list(range(4, 20)))
+        items, dropped = await ch.take(1.0)
+        assert items == list(range(10)) and dropped == 10
+        ch.close()
+        with pytest.raises(ChannelClosed):
+            ch.offer_many([1])
+
+    asyncio.run(scenario())
+
+
+def test_event_hub_hands_a_batch_subscriber_each_order_update_at_once():
+    ref = EventHub.start("events", Directory())
+    try:
+        singles, batches = [], []
+        ref.proxy().subscribe(singles.append, False, batches.append).get(timeout=5)
+        ref.ask(OrderUpdates(strategy_id="*", fills=[_fill(1), _fill(2)]), timeout=5)
+        ref.ask(_fill(3), timeout=5)  # a lone event still goes to the one-event callback
+        assert batches == [(_fill(1), _fill(2))] and singles == [_fill(3)]
+        assert ref.proxy().recent().get(timeout=5)[-3:] == [_fill(1), _fill(2), _fill(3)]
+    finally:
+        ref.stop()

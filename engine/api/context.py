@@ -36,6 +36,7 @@ class ApiContext:
     sse_capacity: int = 1024  # > the EventHub's replay ring (500), so a new dashboard starts without a gap
     sse_poll_s: float = 1.0  # how often the stream adds PnL and trading state samples
     sse_min_interval_s: float = 0.1  # events are sent in batches at most this often (GIL cost flat in the event rate)
+    sse_max_bulk_events: int = 200  # newest order/fill events per batch; older ones counted in a 'skipped' event
     started: float = field(default_factory=time.monotonic)
     sse_clients: int = 0
     closing: bool = False

@@ -15,7 +15,7 @@ from engine.api.bridge import ActorFailed, ActorTimeout, ActorUnavailable, ask_a
 from engine.api.context import ApiContext, ctx_of
 from engine.api.prometheus import CONTENT_TYPE, render
 from engine.api.schemas import Health, UserInfo
-from engine.api.sse import EventChannel, encode_event, sse_frame
+from engine.api.sse import EventChannel, encode_event, sse_frame, thin
 from engine.config import redacted
 from engine.messages import ActorStatus, GetActorTree, GetMetrics, GetPnL, GetTradingState
 
@@ -69,7 +69,7 @@ async def metrics(request: Request) -> Response[bytes]:
     return Response(body, media_type=CONTENT_TYPE)
 
 
-@get("/events", guards=VIEWER, summary="Server-sent events: order, fill, denied, state, supervisor, metrics, pnl, gap",
+@get("/events", guards=VIEWER, summary="Server-sent events: order, fill, denied, state, supervisor, metrics, pnl, gap, skipped",
      media_type="text/event-stream")  # fmt: skip
 async def events(request: Request) -> Stream:
     return Stream(_frames(ctx_of(request)), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"})
@@ -94,7 +94,7 @@ async def _subscribe(ctx: ApiContext, channel: EventChannel) -> tuple[Any, Any]:
     if ref is None:
         return None, None
     try:
-        unsubscribe = await await_future(ref.proxy().subscribe(channel.offer, True), "events", ctx.ask_timeout_s)
+        unsubscribe = await await_future(ref.proxy().subscribe(channel.offer, True, channel.offer_many), "events", ctx.ask_timeout_s)
     except (ActorErrors + (Exception,)):  # noqa: BLE001 - the stream still serves polled samples
         return None, None
     return ref, unsubscribe
@@ -131,7 +131,10 @@ async def _stream(ctx: ApiContext) -> AsyncIterator[list[dict[str, str]]]:
                     ref, unsubscribe = await _subscribe(ctx, channel)
                     batch.append(_notice("gap", dropped=-1, reason="event hub restarted"))
             items, dropped = await channel.take(max(0.0, next_poll - loop.time()))
+            items, skipped = thin(items, ctx.sse_max_bulk_events)
             batch.extend(encode_event(event) for event in items)
+            if skipped:
+                batch.append(_notice("skipped", **skipped))
             if dropped:
                 batch.append(_notice("gap", dropped=dropped, reason="client too slow"))
             yield batch

@@ -146,6 +146,7 @@ function handle(name, ev) {
     case "order": showOrder(ev); break;
     case "denied": log("denied " + ev.client_order_id + ": " + ev.reason + " " + (ev.detail || "")); break;
     case "supervisor": log("supervisor " + ev.supervisor + ": " + ev.action + " " + ev.child + " (" + ev.reason + ")"); break;
+    case "skipped": if (ev.fill) $("fill-count").textContent = String(Number($("fill-count").textContent) + ev.fill); break;
     case "gap": log("missed " + (ev.dropped >= 0 ? ev.dropped : "some") + " events (" + ev.reason + ")"); break;
     case "notice": log(ev.detail); break;
   }
