@@ -47,7 +47,7 @@ def chaos_config(workdir: Path, max_ticks: int, batch_size: int = 256, base: Con
         journal=r(cfg.journal, dir=str(workdir / "journal")),
         logging=r(cfg.logging, dir=str(workdir / "log")),
         feed=r(cfg.feed, max_ticks=max_ticks, batch_size=batch_size),
-        supervision=r(cfg.supervision, max_restarts=100_000, period_s=1.0, heartbeat_interval_s=0.05,
+        supervision=r(cfg.supervision, max_restarts=100_000, period_s=1.0, heartbeat_interval_s=0.25,
                       heartbeat_misses=4, backoff_min_s=0.0),
         monitor=r(cfg.monitor, sample_interval_s=0.05),
     )
@@ -110,10 +110,11 @@ def run_replay_under(cfg: Config, data: Path, *, chaos: dict[str, Any] | None, t
             rng = random.Random(chaos.get("seed", 0))
             kinds = tuple(chaos.get("kinds", faults.KINDS))
             targets = tuple(chaos.get("targets", TARGETS))
-            for _ in range(int(chaos["faults"])):
+            for k in range(int(chaos["faults"])):
                 if eng.ended.is_set() or escalated:
                     break
-                target, kind = rng.choice(targets), rng.choice(kinds)
+                # Kinds in turn (every kind gets exercised), targets at random.
+                target, kind = rng.choice(targets), kinds[k % len(kinds)]
                 before = _last_decisions(eng)
                 fired = injector.arm(target, kind, after=rng.randint(0, int(chaos.get("max_after", 40))))
                 deadline = time.monotonic() + 20
