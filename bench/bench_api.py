@@ -29,6 +29,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import signal
+import time
 import resource
 import shutil
 import statistics
@@ -85,12 +88,13 @@ class SseReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Call after the server stopped: the stream ends and the reader reports its count."""
+        """Stop the reader (SIGINT) and collect how many events it read and its CPU."""
         proc = self._proc
         if proc is None:
             return
         try:
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            proc.send_signal(signal.SIGINT)  # the reader prints how many events it read, then exits
             out, _ = proc.communicate(timeout=15)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             self.cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
@@ -114,20 +118,16 @@ def job_config(tmp: Path, max_ticks: int):
 
 
 @contextlib.contextmanager
-def api_serving_the_replay(cfg, served: dict[str, Any]) -> Iterator[None]:
-    """While active, every engine the replay builds gets an ApiServer and a reading SSE client."""
+def api_serving_the_replay(server, token: str, served: dict[str, Any]) -> Iterator[None]:
+    """While active, the engine the replay builds is served by ``server`` and read by a dashboard."""
     import engine.assembly as assembly
-    from engine.api.server import ApiServer
 
     original = assembly.build_engine
 
     def build_with_api(*args: Any, **kwargs: Any):
         eng = original(*args, **kwargs)
-        server = ApiServer(cfg, eng.directory, secret=SECRET)
-        server.start()
-        token = httpx.post(server.url + "/api/v1/auth/login", json={"username": USER, "password": PASSWORD}).json()["access_token"]
-        reader = SseReader(server.url, token).__enter__()
-        served.update(server=server, reader=reader)
+        server.ctx.directory = eng.directory  # the API now talks to this replay's actors
+        served["reader"] = SseReader(server.url, token).__enter__()
         return eng
 
     assembly.build_engine = build_with_api
@@ -135,45 +135,56 @@ def api_serving_the_replay(cfg, served: dict[str, Any]) -> Iterator[None]:
         yield
     finally:
         assembly.build_engine = original
-        if "server" in served:
-            served["server"].stop()
         if "reader" in served:
             served["reader"].__exit__()
 
 
 def compare(data: Path, max_ticks: int, rounds: int) -> dict[str, Any]:
+    from actors.directory import Directory
+    from engine.api.server import ApiServer
     from engine.api.users import UserStore
     from engine.replay import run_replay
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    server = None
     try:
         cfg = job_config(tmp, max_ticks)
         UserStore(Path(cfg.api.users_file)).add(USER, "viewer", PASSWORD)
+        # One server for the whole bench, started and logged into before any clock runs: a round
+        # measures serving, not booting uvicorn or hashing a password.
+        server = ApiServer(cfg, Directory(), secret=SECRET)
+        server.start()
+        token = httpx.post(server.url + "/api/v1/auth/login", json={"username": USER, "password": PASSWORD}).json()["access_token"]
 
-        def replay() -> dict[str, Any]:
-            return run_replay(cfg, str(data), symbol="SPY", progress=False)
+        def replay() -> tuple[dict[str, Any], float]:
+            cpu = time.process_time()
+            report = run_replay(cfg, str(data), symbol="SPY", progress=False)
+            return report, time.process_time() - cpu
 
-        warm = replay()  # untimed: columnar cache + numba kernels
-        without: list[float] = []
-        with_api: list[float] = []
+        warm, _ = replay()  # untimed: columnar cache + numba kernels
+        runs: dict[str, list[float]] = {"without": [], "with": []}
+        cpu: dict[str, list[float]] = {"without": [], "with": []}
+        pair_cost: list[float] = []
         events: list[int] = []
         reader_cpu: list[float] = []
         digests = {warm["journal_digest"]}
         for i in range(rounds):
             for condition in (("without", "with") if i % 2 == 0 else ("with", "without")):
                 if condition == "without":
-                    report = replay()
-                    without.append(report["ticks_per_s"])
+                    report, cpu_s = replay()
                 else:
                     served: dict[str, Any] = {}
-                    with api_serving_the_replay(cfg, served):
-                        report = replay()
-                    with_api.append(report["ticks_per_s"])
+                    with api_serving_the_replay(server, token, served):
+                        report, cpu_s = replay()
                     events.append(served["reader"].events)
                     reader_cpu.append(served["reader"].cpu_s)
+                runs[condition].append(report["ticks_per_s"])
+                cpu[condition].append(cpu_s)
                 digests.add(report["journal_digest"])
-                print(f"  round {i + 1} {condition:>7} API: {report['ticks_per_s']:>12,.0f} ticks/s", file=sys.stderr)
-        base, api = statistics.median(without), statistics.median(with_api)
+                print(f"  round {i + 1} {condition:>7} API: {report['ticks_per_s']:>12,.0f} ticks/s  cpu {cpu_s:.3f} s", file=sys.stderr)
+            pair_cost.append(100.0 * (runs["without"][-1] - runs["with"][-1]) / runs["without"][-1])
+        base, api = statistics.median(runs["without"]), statistics.median(runs["with"])
+        cpu_base, cpu_api = statistics.median(cpu["without"]), statistics.median(cpu["with"])
         return {
             "data": str(data.name),
             "ticks": warm["ticks"],
@@ -181,16 +192,22 @@ def compare(data: Path, max_ticks: int, rounds: int) -> dict[str, Any]:
             "rounds": rounds,
             "ticks_per_s_without_api": round(base),
             "ticks_per_s_with_api": round(api),
-            "runs_without_api": [round(x) for x in without],
-            "runs_with_api": [round(x) for x in with_api],
+            "runs_without_api": [round(x) for x in runs["without"]],
+            "runs_with_api": [round(x) for x in runs["with"]],
+            "api_cost_pct": round(100.0 * (base - api) / base, 2),
+            "api_cost_pct_median_of_pairs": round(statistics.median(pair_cost), 2),
+            "engine_cpu_s_per_replay_without_api": round(cpu_base, 3),
+            "engine_cpu_s_per_replay_with_api": round(cpu_api, 3),
+            "api_cpu_cost_pct": round(100.0 * (cpu_api - cpu_base) / cpu_base, 2),
             "sse_events_read_per_run": events,
             "reader_process_cpu_s_per_run": [round(x, 3) for x in reader_cpu],
-            "replay_elapsed_s_median": round(warm["ticks"] / api, 3),
-            "api_cost_pct": round(100.0 * (base - api) / base, 2),
             "limit_pct": LIMIT_PCT,
             "same_journal_digest_every_run": len(digests) == 1,
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         }
     finally:
+        if server is not None:
+            server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -203,6 +220,10 @@ def table(result: dict[str, Any]) -> str:
     w0, w1 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
     lines = [f"{a:<{w0}}  {b:>{w1}}  {c}" for a, b, c in rows]
     verdict = "OK" if result["api_cost_pct"] <= result["limit_pct"] else "OVER LIMIT"
+    lines.append(f"engine CPU per replay: {result['engine_cpu_s_per_replay_without_api']} s alone, "
+                 f"{result['engine_cpu_s_per_replay_with_api']} s with the API ({result['api_cpu_cost_pct']:+.2f}%); "
+                 f"median of per-pair throughput costs {result['api_cost_pct_median_of_pairs']:+.2f}%; "
+                 f"load average {result['load_average_1m_at_end']}")  # fmt: skip
     lines.append(f"API cost: {result['api_cost_pct']:+.2f}% (limit {result['limit_pct']:g}%) {verdict}; "
                  f"SSE events read per run: {result['sse_events_read_per_run']}; "
                  f"same journal digest every run: {result['same_journal_digest_every_run']}")  # fmt: skip
