@@ -123,11 +123,12 @@ class EngineActor(pykka.ThreadingActor):
         self.processed += 1
         self._current = message
         try:
-            if _faults.injector is None:
+            injector = _faults.injector  # read once: a test may uninstall it meanwhile
+            if injector is None:
                 return getattr(self, method)(message)
-            _faults.injector.before(self.name, message)  # chaos tests only (engine/faults.py)
+            injector.before(self.name, message)  # chaos tests only (engine/faults.py)
             result = getattr(self, method)(message)
-            _faults.injector.after(self.name, message)
+            injector.after(self.name, message)
             return result
         except Exception as exc:
             self._pending_failure = ("exception", exc)
