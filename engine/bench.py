@@ -248,7 +248,7 @@ def measure_job(data: Path, ticks: int, repeats: int = 3, before_each: Callable[
     n, secs = best["ticks"], best["elapsed_s"]
     # MainThread (boot, report) and the sampler are not pipeline stages.
     stage_cpu = {k: v for k, v in sorted(best["_cpu"].items(), key=lambda kv: -kv[1])
-                 if v > 0.0005 and k not in ("MainThread", "bench-cpu-sampler")}
+                 if v > 0 and k not in ("MainThread", "bench-cpu-sampler")}
     return {
         "ticks": n, "orders": best["orders"], "fills": best["fills"], "position": best["position"],
         "realized_pnl": best["realized_pnl"], "journal_digest": best["journal_digest"],
@@ -425,7 +425,7 @@ def measure_live(seconds: float = 10.0, rate: float = 10_000.0, warmup_s: float 
     return {"rate": rate, "seconds": seconds, "ticks": ticks, "batches": batches,
             "mean_batch": round(ticks / batches, 2), "backpressure_waits": after.backpressure_waits,
             "stages_cpu_us_per_batch": {k: round(1e6 * v / batches, 1) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])
-                                        if v > 0.0005 and k not in ("MainThread", "bench-cpu-sampler")},
+                                        if v > 0 and k not in ("MainThread", "bench-cpu-sampler")},
             "latency_us": lat}  # fmt: skip
 
 
