@@ -130,8 +130,17 @@ def build_engine(
     on_escalate: Callable[[str], None] | None = None,
     realtime_rate: float = 0.0,
     with_monitor: bool = True,
+    journal_options: dict[str, Any] | None = None,
+    venue_factory: Callable[[Config], Venue] | None = None,
 ) -> Engine:
-    """Start the whole tree and return a handle. The feed starts when told (``StartFeed``)."""
+    """Start the whole tree and return a handle. The feed starts when told (``StartFeed``).
+
+    ``journal_options`` are extra :meth:`Journal.open` arguments (``max_pages``,
+    ``fault_injector``) and ``venue_factory`` replaces :func:`make_venue`: the
+    patch points storage-fault tests use to fail the disk and watch the venue.
+    """
+    journal_options = dict(journal_options or {})
+    venue_factory = venue_factory or make_venue
     directory = Directory(buffer_while_down=cfg.supervision.buffer_while_down)
     kill = KillFlag()
     strategies = load_strategies(cfg, config_dir)
@@ -148,7 +157,7 @@ def build_engine(
     def journal_factory() -> Journal | None:
         if journal_path is None or not cfg.journal.enabled:
             return None
-        return Journal.open(journal_path, synchronous=cfg.journal.synchronous)
+        return Journal.open(journal_path, synchronous=cfg.journal.synchronous, **journal_options)
 
     def on_eos(_feed: str) -> None:
         ended.set()
@@ -167,7 +176,7 @@ def build_engine(
 
     pipeline: list[ChildSpec] = [ChildSpec(ORDERS, orders_factory, kind="order")]
     pipeline.append(ChildSpec(VENUE, lambda ctx: VenueActor.start(
-        ctx.name, ctx.directory, ctx.supervisor, venue=make_venue(cfg), orders=ORDERS), kind="venue"))
+        ctx.name, ctx.directory, ctx.supervisor, venue=venue_factory(cfg), orders=ORDERS), kind="venue"))
     pipeline.append(ChildSpec(SAFETY, lambda ctx: SafetyActor.start(
         ctx.name, ctx.directory, ctx.supervisor, cfg=cfg, routes=routes_ids, kill=kill, orders=ORDERS,
         event_time=realtime_rate == 0), kind="safety"))
