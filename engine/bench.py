@@ -463,6 +463,8 @@ def run_suite(data: Path, ticks: int, *, live_seconds: float = 10.0, repeats: in
 
     if ticks < 1000:
         raise BenchError(f"--ticks {ticks}: expected at least 1000")
+    if not JOB_TOML.is_file():
+        raise BenchError(f"{JOB_TOML}: the benchmark job's config is missing (run from a source checkout)")
     t_start = time.perf_counter()
     from engine.config import Instrument
     from engine.data import open_tick_source
