@@ -21,7 +21,6 @@ import pytest
 
 from tests.api_fixtures import SECRET, real_engine_env
 
-VENUE_KEY = "venue-key-" + "Zz9" * 10
 
 
 @pytest.fixture(scope="module")
