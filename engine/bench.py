@@ -46,7 +46,10 @@ from typing import Any, Callable, Iterator
 import msgspec
 import numpy as np
 
+from engine.data.sources import TickChunk, TickSource
+
 REPO = Path(__file__).resolve().parents[1]
+CACHE_DIR = REPO / "var" / "bench" / "data" / "cache"  # the data file's columnar cache, kept between runs
 JOB_TOML = REPO / "bench" / "job.toml"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "ticks" / "spy_trades_lean" / "SPY_trades_20131007-20131011.norm.csv.gz"
 BIG_FACTOR = 20  # the memory figure compares N ticks with 20 N ticks
@@ -71,7 +74,7 @@ def job_config(workdir: Path, max_ticks: int, data: Path, **feed: Any):
     rep = msgspec.structs.replace
     return rep(
         cfg,
-        engine=rep(cfg.engine, data_dir=str(REPO / "var" / "bench" / "data")),
+        engine=rep(cfg.engine, data_dir=str(CACHE_DIR.parent)),
         journal=rep(cfg.journal, dir=str(workdir / "journal")),
         logging=rep(cfg.logging, dir=str(workdir / "log")),
         feed=rep(cfg.feed, path=str(data), max_ticks=max_ticks, **feed),
@@ -95,7 +98,7 @@ def load_prices(data: Path, n: int) -> np.ndarray:
     from engine.data import open_tick_source
 
     src = open_tick_source(str(data), symbol=SYMBOL, instruments=[Instrument(symbol=SYMBOL)],
-                           cache_dir=REPO / "var" / "bench" / "data" / "cache")
+                           cache_dir=CACHE_DIR)
     parts, have = [], 0
     for chunk in src:
         parts.append(np.asarray(chunk.price[: n - have], dtype=np.float64))
@@ -265,48 +268,43 @@ def measure_job(data: Path, ticks: int, repeats: int = 3, before_each: Callable[
 
 
 # ---------------------------------------------------------------- memory (subprocesses)
-class RepeatSource:
+class RepeatSource(TickSource):
     """The first ``base`` ticks of a file, ``laps`` times, timestamps shifted each lap.
 
-    A TickSource (see engine/data/sources.py) built lazily: one cached chunk at a
-    time, so the source itself never holds more than a chunk.
+    Reads the file's columnar cache one chunk at a time, so the source itself
+    never holds more than a chunk however long the run.
     """
 
-    def __new__(cls, data: Path, base: int, laps: int):
+    def __init__(self, data: Path, base: int, laps: int):
+        super().__init__()
+        self.data, self.base, self.laps = data, base, laps
+        self.name = f"repeat({data.name} x{laps})"
+
+    def _reset_counters(self) -> None:
+        self.rows_read = 0
+
+    def _generate(self) -> Iterator[TickChunk]:
         from engine.config import Instrument
         from engine.data import open_tick_source
-        from engine.data.sources import TickChunk, TickSource
 
-        cache = REPO / "var" / "bench" / "data" / "cache"
-
-        class _Repeat(TickSource):
-            name = f"repeat({data.name} x{laps})"
-
-            def _reset_counters(self) -> None:
-                self.rows_read = 0
-
-            def _generate(self) -> Iterator[TickChunk]:
-                seq = span = 0
-                for _lap in range(laps):
-                    src = open_tick_source(str(data), symbol=SYMBOL, instruments=[Instrument(symbol=SYMBOL)],
-                                           cache_dir=cache)
-                    have = first_ts = last_ts = 0
-                    for chunk in src:
-                        take = min(len(chunk), base - have)
-                        if have == 0:
-                            first_ts = int(chunk.ts_ns[0])
-                        last_ts = int(chunk.ts_ns[take - 1])
-                        self.rows_read += take
-                        yield TickChunk(SYMBOL, seq, chunk.ts_ns[:take] + np.int64(span), chunk.price[:take],
-                                        chunk.size[:take])
-                        seq += take
-                        have += take
-                        if have >= base:
-                            break
-                    src.close()
-                    span += last_ts - first_ts + 1
-
-        return _Repeat()
+        seq = span = 0
+        for _lap in range(self.laps):
+            src = open_tick_source(str(self.data), symbol=SYMBOL, instruments=[Instrument(symbol=SYMBOL)],
+                                   cache_dir=CACHE_DIR)
+            have = first_ts = last_ts = 0
+            for chunk in src:
+                take = min(len(chunk), self.base - have)
+                if have == 0:
+                    first_ts = int(chunk.ts_ns[0])
+                last_ts = int(chunk.ts_ns[take - 1])
+                self.rows_read += take
+                yield TickChunk(SYMBOL, seq, chunk.ts_ns[:take] + np.int64(span), chunk.price[:take], chunk.size[:take])
+                seq += take
+                have += take
+                if have >= self.base:
+                    break
+            src.close()
+            span += last_ts - first_ts + 1
 
 
 def rss_child(data: Path, ticks: int) -> dict[str, Any]:
@@ -469,9 +467,8 @@ def run_suite(data: Path, ticks: int, *, live_seconds: float = 10.0, repeats: in
     from engine.config import Instrument
     from engine.data import open_tick_source
 
-    cache = REPO / "var" / "bench" / "data" / "cache"
     ingest_s = ingest(lambda: open_tick_source(str(data), symbol=SYMBOL, instruments=[Instrument(symbol=SYMBOL)],
-                                               cache_dir=cache))
+                                               cache_dir=CACHE_DIR))
     prices = load_prices(data, ticks)
     if len(prices) < ticks:
         log(f"note: {data.name} has {len(prices)} ticks, fewer than --ticks {ticks}")
