@@ -25,10 +25,10 @@ from engine.journal import Journal, JournalError
 from engine.messages import (
     BatchDone, CancelAll, CancelOrder, DenyReason, EndOfStream, FeedCheckpoint, Flatten, GetOrder, GetOrders, GetPnL, GetRecovered,
     RecoveredView,
-    GetPositions, OrderDenied, OrderEvent, OrderRequest, OrderStatus, OrderType, OrderUpdates, Round,
+    GetPositions, Order, OrderDenied, OrderEvent, OrderRequest, OrderStatus, OrderType, OrderUpdates, Round,
     SetTradingState, Side, StrategyLifecycle, TradingState, TradingStateChanged, VenueReport,
 )  # fmt: skip
-from engine.orders import OPEN, OrderBook
+from engine.orders import OrderBook
 from engine.recovery import fold
 
 try:
@@ -57,7 +57,6 @@ class OrderActor(EngineActor):
         self.book = OrderBook()
         self.last_seq = -1
         self.last_ts_ns = 0
-        self.denied_ids: set[str] = set()
         self.in_flight_resend: set[str] = set()
         self.journal_failed = ""
         self.journal_kind = ""
@@ -81,13 +80,12 @@ class OrderActor(EngineActor):
             rec = fold(self.journal.records())
             self.recovered = rec
             self.book = rec.book
-            self.denied_ids = set(rec.denied_ids)
             # Orders journaled as submitted but never acknowledged may not have reached the
             # venue; the venue is asked by client id before anything is re-sent.
-            self.in_flight_resend = {c for c, o in self.book.orders.items() if o.status is OrderStatus.SUBMITTED}
-            logger.info("recovered {} orders ({} open), {} fills from {}", len(self.book.orders),
-                        len(self.book.open_ids), self.book.fills_count, self.journal)
-        self.report_recovered(True, f"{len(self.book.orders)} orders, {self.book.fills_count} fills")
+            self.in_flight_resend = {c for c, o in self.book.live.items() if o.status is OrderStatus.SUBMITTED}
+            logger.info("recovered {} open and {} finished orders, {} fills from {}", len(self.book.live),
+                        self.book.archive.count, self.book.fills_count, self.journal)
+        self.report_recovered(True, f"{len(self.book.live)} open orders, {self.book.fills_count} fills")
 
     def on_stop(self) -> None:
         if self.journal is not None:
@@ -120,24 +118,24 @@ class OrderActor(EngineActor):
             self.last_ts_ns = int(rnd.ts_ns[-1])
             self.book.mark(rnd.symbol, float(rnd.price[-1]))
         records: list = []
-        new_denials = [d for d in rnd.denials if d.client_order_id not in self.denied_ids]
+        new_denials = [d for d in rnd.denials if not self.book.known(d.client_order_id)]
         retold: list[OrderEvent] = []
         to_send: list[OrderRequest] = []
         killed = self.kill.is_set()
         for req in rnd.approved:
-            existing = self.book.get(req.client_order_id)
-            if existing is not None:
+            cid = req.client_order_id
+            if self.book.known(cid):
                 # Idempotent: the same client id twice sends nothing new ...
-                if req.client_order_id in self.in_flight_resend:
+                if cid in self.in_flight_resend:
                     # ... unless it was journaled but never reached the venue before a crash.
-                    self.in_flight_resend.discard(req.client_order_id)
+                    self.in_flight_resend.discard(cid)
                     if not killed:
-                        to_send.append(existing.request)
-                elif existing.status is not OrderStatus.SUBMITTED:
-                    # A re-run after a restart: tell the strategy what already happened.
-                    retold.append(self._fact(existing))
-                continue
-            if req.client_order_id in self.denied_ids:
+                        to_send.append(self.book.live[cid].request)
+                else:
+                    fact = self.book.view(cid)
+                    if fact.status is not OrderStatus.SUBMITTED:
+                        # A re-run after a restart: tell the strategy what already happened.
+                        retold.append(self._fact(fact))
                 continue
             if killed:
                 new_denials.append(OrderDenied(client_order_id=req.client_order_id, strategy_id=req.strategy_id,
@@ -155,15 +153,14 @@ class OrderActor(EngineActor):
                                    epoch=r.epoch, decision_seq=r.decision_seq) for r in rnd.approved]
         else:
             for req in to_send:
-                if req.client_order_id not in self.book.orders:
-                    st = self.book.add(req)
-                    st.status = OrderStatus.SUBMITTED
-                    st.last_event_seq = req.decision_seq
-                    self.book.open_ids.add(req.client_order_id)
-        for d in denials:
-            self.denied_ids.add(d.client_order_id)
+                if req.client_order_id not in self.book.live:
+                    self.book.submit(req)
+            for d in new_denials:
+                self.book.deny(None, d.client_order_id, d.strategy_id, d.decision_seq)
         if denials or retold:
             self._tell_strategies(denials=denials, events=retold)
+        if new_denials and self.events is not None:
+            self.events.tell(OrderUpdates(strategy_id="*", denials=new_denials))
         if self.kill.is_set() and to_send:  # pulled while we were journaling
             to_send = [r for r in to_send if r.reduce_only]
         self.venue.tell(Round(
@@ -180,26 +177,29 @@ class OrderActor(EngineActor):
         records: list = []
         events: list[OrderEvent] = []
         fills = []
+        live = self.book.live
         for f in rep.fills:
-            if f.trade_id not in self.book.trade_ids and f.client_order_id in self.book.orders:
+            st = live.get(f.client_order_id)
+            if st is not None and f.trade_id not in st.trade_ids:
                 fills.append(f)
         for ev in rep.events:
-            st = self.book.get(ev.client_order_id)
+            st = live.get(ev.client_order_id)
             if st is None or st.status is ev.status:
                 continue
             events.append(ev)
-        records.extend(events)
+        # Fills before the events that complete their orders (recovery folds in this order).
         records.extend(fills)
+        records.extend(events)
         if rep.batch_seq >= 0 and rep.feed and (records or rep.batch_seq % CHECKPOINT_EVERY == 0 or rep.end_of_stream):
             # Rides along with the round's records; a quiet round alone is not worth a commit
             # (~50 µs): resume re-runs from tick 0 and recognises what is journaled anyway.
             records.append(FeedCheckpoint(feed=rep.feed, batch_seq=rep.batch_seq, last_tick_seq=rep.watermark))
         if not self._journal(records):
             return  # halted; nothing unjournaled is applied or told
-        for ev in events:
-            self.book.apply_event(ev)
         for f in fills:
             self.book.apply_fill(f)
+        for ev in events:
+            self.book.apply_event(ev)
         self.rounds += 1
         if events or fills:
             self._tell_strategies(events=events, fills=fills, watermark=rep.watermark)
@@ -214,11 +214,10 @@ class OrderActor(EngineActor):
             self.on_end_of_stream(rep.feed)
 
     @staticmethod
-    def _fact(st) -> OrderEvent:
-        r = st.request
-        return OrderEvent(client_order_id=r.client_order_id, strategy_id=r.strategy_id, symbol=r.symbol,
-                          status=st.status, event_seq=st.last_event_seq, ts_ns=0, filled_qty=st.filled_qty,
-                          avg_price=st.avg_price)
+    def _fact(o: Order) -> OrderEvent:
+        return OrderEvent(client_order_id=o.client_order_id, strategy_id=o.strategy_id, symbol=o.symbol,
+                          status=o.status, event_seq=o.last_event_seq, ts_ns=0, filled_qty=o.filled_qty,
+                          avg_price=o.avg_price)
 
     def _tell_strategies(self, events=(), fills=(), denials=(), watermark: int = -1) -> None:
         by_sid: dict[str, dict[str, list]] = {}
@@ -254,8 +253,8 @@ class OrderActor(EngineActor):
     def _cancel(self, cids: list[str]) -> None:
         events = []
         for cid in cids:
-            st = self.book.get(cid)
-            if st is None or st.status not in OPEN or st.status is OrderStatus.PENDING_CANCEL:
+            st = self.book.live.get(cid)
+            if st is None or st.status is OrderStatus.PENDING_CANCEL:
                 continue
             r = st.request
             events.append(OrderEvent(client_order_id=cid, strategy_id=r.strategy_id, symbol=r.symbol,
@@ -284,9 +283,7 @@ class OrderActor(EngineActor):
             ))  # fmt: skip
         if orders and self._journal(orders):
             for o in orders:
-                st = self.book.add(o)
-                st.status = OrderStatus.SUBMITTED
-                self.book.open_ids.add(o.client_order_id)
+                self.book.submit(o)
             self.venue.tell(Round(feed="", batch_seq=-1, symbol="", first_tick_seq=0, ts_ns=None, price=None,
                                   approved=orders))
 
@@ -311,13 +308,12 @@ class OrderActor(EngineActor):
 
     @handles(GetOrders)
     def on_get_orders(self, q: GetOrders):
-        items = self.book.open_orders() if q.open_only else list(self.book.orders.values())
-        return [o.view() for o in items[-q.limit:]]
+        items = self.book.open_orders()[-q.limit:] if q.open_only else self.book.latest(q.limit)
+        return [o.view() for o in items]
 
     @handles(GetOrder)
     def on_get_order(self, q: GetOrder):
-        st = self.book.get(q.client_order_id)
-        return st.view() if st else None
+        return self.book.view(q.client_order_id)
 
     @handles(GetPositions)
     def on_get_positions(self, _q: GetPositions):

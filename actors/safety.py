@@ -129,13 +129,14 @@ class SafetyActor(EngineActor):
             recv_wall_ns=recv or time.time_ns(),
         ))  # fmt: skip
 
-    def _check_all(self, orders: list[OrderRequest]) -> tuple[list[OrderRequest], list[OrderDenied]]:
+    def _check_all(self, orders: list[OrderRequest], from_strategy: bool = True) -> tuple[list[OrderRequest], list[OrderDenied]]:
+        """Check in order. Epochs (rollback supersession) apply to strategy orders only."""
         approved: list[OrderRequest] = []
         denials: list[OrderDenied] = []
         st = self.state
         st.kill_switch = self.kill.is_set()
         for o in orders:
-            if o.epoch < self.min_epoch.get(o.strategy_id, 0):
+            if from_strategy and o.epoch < self.min_epoch.get(o.strategy_id, 0):
                 self.superseded += 1  # decided on a view its strategy has rolled back
                 continue
             if risk.is_resubmission(o, st):
@@ -152,7 +153,8 @@ class SafetyActor(EngineActor):
                 reason, detail = verdict
                 denials.append(OrderDenied(client_order_id=o.client_order_id, strategy_id=o.strategy_id,
                                            reason=reason, detail=detail, epoch=o.epoch, decision_seq=o.decision_seq))
-                self.min_epoch[o.strategy_id] = o.epoch + 1
+                if from_strategy:
+                    self.min_epoch[o.strategy_id] = o.epoch + 1
                 self.denied += 1
         return approved, denials
 
@@ -229,10 +231,13 @@ class SafetyActor(EngineActor):
     @handles(OrderRequest)
     def on_single_order(self, order: OrderRequest) -> SubmitResult:
         """An order asked directly (API, CLI): checked now, answered with the verdict."""
-        approved, denials = self._check_all([order])
+        approved, denials = self._check_all([order], from_strategy=False)
         self.orders.tell(Round(feed="", batch_seq=-1, symbol=order.symbol, first_tick_seq=0, ts_ns=None,
                                price=None, approved=approved, denials=denials, strategies=[order.strategy_id]))
         if denials:
             d = denials[0]
             return SubmitResult(client_order_id=order.client_order_id, accepted=False, reason=d.reason.value, detail=d.detail)
+        if not approved:  # never answer "accepted" for an order that was not passed on
+            return SubmitResult(client_order_id=order.client_order_id, accepted=False,
+                                reason=DenyReason.SUPERSEDED.value, detail="not passed on")
         return SubmitResult(client_order_id=order.client_order_id, accepted=True)

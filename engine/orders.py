@@ -7,6 +7,8 @@ a second FILLED) is refused by lookup, never by scattered ``if``s.
 
 from __future__ import annotations
 
+import collections
+from array import array
 from dataclasses import dataclass, field
 
 from loguru import logger
@@ -51,6 +53,7 @@ class OrderState:
     last_event_seq: int = -1
     venue_order_id: str = ""
     reason: str = ""
+    trade_ids: set = field(default_factory=set)
 
     @property
     def remaining(self) -> float:
@@ -113,34 +116,167 @@ class PositionState:
         )  # fmt: skip
 
 
+_STATUS_LIST = list(OrderStatus)
+_STATUS_CODE = {st: k for k, st in enumerate(_STATUS_LIST)}
+_TYPE_LIST = list(OrderType)
+
+
+class OrderArchive:
+    """Every order that reached a terminal state, in ~60 bytes each.
+
+    Why: a trading engine runs for days; keeping each finished order as
+    Python objects grew memory with every fill. Finished orders are in the
+    journal already; what the engine still needs of them is "does this client
+    id exist, and how did it end" (idempotency, and telling a re-running
+    strategy what happened). Client ids minted by strategies are
+    ``<strategy>-<n>``, so their facts live in growable typed arrays indexed
+    by ``n``; other ids (API, flatten) fall back to a dict of views.
+    """
+
+    _FIELDS = (("status", "b", -1), ("side", "b", 0), ("otype", "b", 0), ("symbol", "h", 0), ("qty", "d", 0.0),
+               ("filled", "d", 0.0), ("avg", "d", 0.0), ("limit", "d", float("nan")), ("decided", "q", -1),
+               ("last", "q", -1))
+
+    def __init__(self) -> None:
+        self._by_sid: dict[str, dict[str, array]] = {}
+        self._other: dict[str, Order] = {}
+        self._symbols: list[str] = []
+        self._symbol_index: dict[str, int] = {}
+        self.count = 0
+
+    @staticmethod
+    def _split(cid: str) -> tuple[str, int] | None:
+        sid, sep, n = cid.rpartition("-")
+        if sep and n.isdigit() and n[0] != "0":
+            return sid, int(n)
+        return None
+
+    def put(self, order: Order) -> None:
+        key = self._split(order.client_order_id)
+        if key is None or key[0] != order.strategy_id:
+            self._other[order.client_order_id] = order
+            self.count += 1
+            return
+        sid, n = key
+        cols = self._by_sid.get(sid)
+        if cols is None:
+            cols = self._by_sid[sid] = {name: array(code) for name, code, _ in self._FIELDS}
+        size = len(cols["status"])
+        if n > size:
+            for name, _code, fill in self._FIELDS:
+                cols[name].extend([fill] * (n - size))
+        i = n - 1
+        if cols["status"][i] < 0:
+            self.count += 1
+        sym = self._symbol_index.get(order.symbol)
+        if sym is None:
+            sym = self._symbol_index[order.symbol] = len(self._symbols)
+            self._symbols.append(order.symbol)
+        cols["status"][i] = _STATUS_CODE[order.status]
+        cols["side"][i] = 0 if order.side is Side.BUY else 1
+        cols["otype"][i] = _TYPE_LIST.index(order.order_type)
+        cols["symbol"][i] = sym
+        cols["qty"][i] = order.quantity
+        cols["filled"][i] = order.filled_qty
+        cols["avg"][i] = order.avg_price
+        cols["limit"][i] = float("nan") if order.limit_price is None else order.limit_price
+        cols["decided"][i] = order.decision_seq
+        cols["last"][i] = order.last_event_seq
+
+    def get(self, cid: str) -> Order | None:
+        other = self._other.get(cid)
+        if other is not None:
+            return other
+        key = self._split(cid)
+        if key is None:
+            return None
+        cols = self._by_sid.get(key[0])
+        i = key[1] - 1
+        if cols is None or i >= len(cols["status"]) or cols["status"][i] < 0:
+            return None
+        limit = cols["limit"][i]
+        return Order(
+            client_order_id=cid, strategy_id=key[0], symbol=self._symbols[cols["symbol"][i]],
+            side=Side.BUY if cols["side"][i] == 0 else Side.SELL, quantity=cols["qty"][i],
+            order_type=_TYPE_LIST[cols["otype"][i]], status=_STATUS_LIST[cols["status"][i]],
+            limit_price=None if limit != limit else limit, filled_qty=cols["filled"][i], avg_price=cols["avg"][i],
+            decision_seq=cols["decided"][i], last_event_seq=cols["last"][i],
+        )  # fmt: skip
+
+    def __contains__(self, cid: str) -> bool:
+        if cid in self._other:
+            return True
+        key = self._split(cid)
+        if key is None:
+            return False
+        cols = self._by_sid.get(key[0])
+        i = key[1] - 1
+        return cols is not None and i < len(cols["status"]) and cols["status"][i] >= 0
+
+
 @dataclass
 class OrderBook:
-    """All orders, fills and positions. The OrderActor owns one; recovery rebuilds one."""
+    """Live orders, a short memory of finished ones, the compact archive of all, and positions.
 
-    orders: dict[str, OrderState] = field(default_factory=dict)
+    The OrderActor owns one; recovery rebuilds one. Memory is bounded by the
+    number of *open* orders plus ``keep_recent`` (plus ~60 bytes per finished
+    order in the archive), not by how long the engine has run.
+    """
+
+    live: dict[str, OrderState] = field(default_factory=dict)
+    recent: collections.OrderedDict = field(default_factory=collections.OrderedDict)
+    archive: OrderArchive = field(default_factory=OrderArchive)
+    keep_recent: int = 2000
     positions: dict[str, PositionState] = field(default_factory=dict)
-    trade_ids: set[str] = field(default_factory=set)
-    open_ids: set[str] = field(default_factory=set)
     fills_count: int = 0
     illegal_transitions: int = 0
     # Filled position per (strategy id, symbol): what each strategy holds, for its restart.
     strategy_positions: dict[tuple[str, str], float] = field(default_factory=dict)
-    # Equity curve points (event_seq, realized - fees) for reports; one per fill.
-    equity: list[tuple[int, float]] = field(default_factory=list)
 
-    def add(self, request: OrderRequest) -> OrderState:
-        st = OrderState(request=request)
-        self.orders[request.client_order_id] = st
+    def submit(self, request: OrderRequest) -> OrderState:
+        """Enter a journaled order as SUBMITTED."""
+        st = OrderState(request=request, status=S.SUBMITTED, last_event_seq=request.decision_seq)
+        self.live[request.client_order_id] = st
         return st
 
+    def deny(self, request: OrderRequest | None, cid: str, strategy_id: str, decision_seq: int) -> None:
+        """Remember a denied client id (it exists, as DENIED) without keeping the order."""
+        if request is not None:
+            self._finish(OrderState(request=request, status=S.DENIED, last_event_seq=decision_seq))
+        else:
+            self.archive.put(Order(client_order_id=cid, strategy_id=strategy_id, symbol="", side=Side.BUY,
+                                   quantity=0.0, order_type=OrderType.MARKET, status=S.DENIED,
+                                   decision_seq=decision_seq, last_event_seq=decision_seq))
+
     def get(self, cid: str) -> OrderState | None:
-        return self.orders.get(cid)
+        """A live or recently finished order (full detail)."""
+        st = self.live.get(cid)
+        return st if st is not None else self.recent.get(cid)
+
+    def known(self, cid: str) -> bool:
+        return cid in self.live or cid in self.recent or cid in self.archive
+
+    def view(self, cid: str) -> Order | None:
+        st = self.get(cid)
+        return st.view() if st is not None else self.archive.get(cid)
+
+    def _finish(self, st: OrderState) -> None:
+        cid = st.request.client_order_id
+        self.live.pop(cid, None)
+        self.archive.put(st.view())
+        self.recent[cid] = st
+        if len(self.recent) > self.keep_recent:
+            self.recent.popitem(last=False)
 
     def apply_event(self, ev: OrderEvent) -> bool:
         """Apply a status change; refuse (log, count, return False) if illegal."""
-        st = self.orders.get(ev.client_order_id)
+        st = self.live.get(ev.client_order_id)
         if st is None:
-            logger.warning("event for unknown order {} ({})", ev.client_order_id, ev.status.value)
+            done = self.view(ev.client_order_id)
+            if done is not None and done.status is ev.status:
+                return False  # duplicate delivery of the final event
+            logger.warning("event {} for order {} that is {} refused", ev.status.value, ev.client_order_id,
+                           done.status.value if done else "unknown")
             self.illegal_transitions += 1
             return False
         if ev.status is st.status and ev.status is not S.PARTIALLY_FILLED:
@@ -155,21 +291,24 @@ class OrderBook:
             st.venue_order_id = ev.venue_order_id
         if ev.reason:
             st.reason = ev.reason
-        if ev.status in OPEN:
-            self.open_ids.add(ev.client_order_id)
-        else:
-            self.open_ids.discard(ev.client_order_id)
+        if ev.status in TERMINAL:
+            self._finish(st)
         return True
 
     def apply_fill(self, fill: Fill) -> bool:
-        """Apply a fill once (deduplicated by venue trade id)."""
-        if fill.trade_id in self.trade_ids:
-            return False
-        st = self.orders.get(fill.client_order_id)
+        """Apply a fill once (deduplicated by venue trade id) to a live order.
+
+        Fills are applied before the event that completes the order; a fill
+        for an order that already finished is a duplicate or an error: refused.
+        """
+        st = self.live.get(fill.client_order_id)
         if st is None:
-            logger.warning("fill {} for unknown order {}", fill.trade_id, fill.client_order_id)
+            if not self.known(fill.client_order_id):
+                logger.warning("fill {} for unknown order {}", fill.trade_id, fill.client_order_id)
             return False
-        self.trade_ids.add(fill.trade_id)
+        if fill.trade_id in st.trade_ids:
+            return False
+        st.trade_ids.add(fill.trade_id)
         total = st.filled_qty + fill.quantity
         st.avg_price = (st.avg_price * st.filled_qty + fill.price * fill.quantity) / total if total else 0.0
         st.filled_qty = total
@@ -181,7 +320,6 @@ class OrderBook:
         self.strategy_positions[key] = self.strategy_positions.get(key, 0.0) + (
             fill.quantity if fill.side is Side.BUY else -fill.quantity)
         self.fills_count += 1
-        self.equity.append((fill.event_seq, self.realized_total() - self.fees_total()))
         return True
 
     def mark(self, symbol: str, price: float) -> None:
@@ -205,7 +343,12 @@ class OrderBook:
         )
 
     def open_orders(self) -> list[OrderState]:
-        return [self.orders[c] for c in sorted(self.open_ids)]
+        return [self.live[c] for c in sorted(self.live)]
+
+    def latest(self, limit: int) -> list[OrderState]:
+        """Open orders and the most recently finished ones, oldest first."""
+        items = list(self.recent.values()) + list(self.live.values())
+        return items[-limit:] if limit else items
 
     def position_qty(self, symbol: str) -> float:
         pos = self.positions.get(symbol)

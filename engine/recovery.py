@@ -85,7 +85,7 @@ class RecoveredState:
     trading_reason: str = ""
     feed_checkpoints: dict[str, FeedCheckpoint] = field(default_factory=dict)
     actor_checkpoints: dict[str, ActorCheckpoint] = field(default_factory=dict)
-    denied_ids: set[str] = field(default_factory=set)
+    denied: int = 0
     records: int = 0
 
 
@@ -96,14 +96,13 @@ def fold(records: Iterable[tuple[int, Any]]) -> RecoveredState:
     for _seq, rec in records:
         st.records += 1
         if isinstance(rec, OrderRequest):
-            if rec.client_order_id not in book.orders:
-                o = book.add(rec)
-                o.status = OrderStatus.SUBMITTED
-                o.last_event_seq = rec.decision_seq
-                book.open_ids.add(rec.client_order_id)
+            if not book.known(rec.client_order_id):
+                book.submit(rec)
             _bump(st, rec.client_order_id)
         elif isinstance(rec, OrderDenied):
-            st.denied_ids.add(rec.client_order_id)
+            if not book.known(rec.client_order_id):
+                book.deny(None, rec.client_order_id, rec.strategy_id, rec.decision_seq)
+                st.denied += 1
             _bump(st, rec.client_order_id)
         elif isinstance(rec, OrderEvent):
             book.apply_event(rec)

@@ -257,7 +257,7 @@ def build_report(j: Journal, stats, elapsed: float, cfg: Config) -> dict[str, An
         "rejected_by_reason": dict(stats.rejected_by_reason),
         "orders": orders,
         "fills": len(fills),
-        "denied": len(rec.denied_ids),
+        "denied": rec.denied,
         "position": {s: p.quantity for s, p in sorted(book.positions.items())},
         "realized_pnl": round(book.realized_total(), 10),
         "fees": round(book.fees_total(), 10),

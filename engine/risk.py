@@ -32,7 +32,7 @@ class RiskState:
     exposure: dict[str, float] = field(default_factory=dict)
     last_price: dict[str, float] = field(default_factory=dict)
     last_ts_ns: dict[str, int] = field(default_factory=dict)
-    seen_ids: dict[str, tuple] = field(default_factory=dict)  # client id -> signature()
+    seen_ids: "SeenIds" = field(default_factory=lambda: SeenIds())
     # Event-time stamps (ns) of recently approved orders, for the rate limit.
     recent: collections.deque = field(default_factory=collections.deque)
     realized_pnl_today: float = 0.0
@@ -42,6 +42,47 @@ def signed(side: Side, qty: float) -> float:
     return qty if side is Side.BUY else -qty
 
 
+class SeenIds:
+    """Client ids already approved, in bounded memory.
+
+    A strategy mints ``<strategy>-<n>`` with ``n`` rising, so for those one
+    number per strategy says which ids were seen (the OrderActor, owner of
+    order state, answers a re-send with what already happened). Other ids
+    (API, operator) keep their signature, so a different order under a used
+    id is told apart from a re-send.
+    """
+
+    def __init__(self) -> None:
+        self._max_n: dict[str, int] = {}
+        self._other: dict[str, tuple] = {}
+
+    @staticmethod
+    def _n(order: OrderRequest) -> int | None:
+        sid, sep, n = order.client_order_id.rpartition("-")
+        if sep and sid == order.strategy_id and n.isdigit():
+            return int(n)
+        return None
+
+    def add(self, order: OrderRequest) -> None:
+        n = self._n(order)
+        if n is None:
+            self._other[order.client_order_id] = signature(order)
+        elif n > self._max_n.get(order.strategy_id, 0):
+            self._max_n[order.strategy_id] = n
+
+    def seen(self, order: OrderRequest) -> bool:
+        n = self._n(order)
+        if n is None:
+            return order.client_order_id in self._other
+        return n <= self._max_n.get(order.strategy_id, 0)
+
+    def resubmission(self, order: OrderRequest) -> bool:
+        n = self._n(order)
+        if n is None:
+            return self._other.get(order.client_order_id) == signature(order)
+        return n <= self._max_n.get(order.strategy_id, 0)
+
+
 def signature(order: OrderRequest) -> tuple:
     """What makes two submissions with one client id the same order."""
     return (order.symbol, order.side, order.quantity, order.order_type, order.limit_price, order.decision_seq)
@@ -49,7 +90,7 @@ def signature(order: OrderRequest) -> tuple:
 
 def is_resubmission(order: OrderRequest, state: RiskState) -> bool:
     """The same client id with the same content: an idempotent re-send, not a new order."""
-    return state.seen_ids.get(order.client_order_id) == signature(order)
+    return state.seen_ids.resubmission(order)
 
 
 def is_reducing(order: OrderRequest, position: float) -> bool:
@@ -68,7 +109,7 @@ def check_order(
     """Return None to approve, or (reason, detail) to deny. Never mutates ``state``."""
     if state.kill_switch:
         return DenyReason.KILL_SWITCH, "kill switch engaged"
-    if order.client_order_id in state.seen_ids:
+    if state.seen_ids.seen(order):
         return DenyReason.DUPLICATE_CLIENT_ORDER_ID, order.client_order_id
     inst = instruments.get(order.symbol)
     if inst is None:
@@ -117,7 +158,7 @@ def check_order(
 
 def record_approval(order: OrderRequest, state: RiskState, now_ns: int) -> None:
     """Update the state after an approval (the caller journals and sends it)."""
-    state.seen_ids[order.client_order_id] = signature(order)
+    state.seen_ids.add(order)
     state.exposure[order.symbol] = state.exposure.get(order.symbol, 0.0) + signed(order.side, order.quantity)
     state.recent.append(now_ns)
     cutoff = now_ns - 1_000_000_000

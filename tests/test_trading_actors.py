@@ -147,3 +147,20 @@ def test_reducing_state_accepts_only_reducing_orders(rig):
     res = d.ask("safety", OrderRequest(client_order_id="api-1", strategy_id="api", symbol="SPY", side=Side.SELL,
                                        quantity=1, decision_price=100.0))
     assert res.accepted, res
+
+
+def test_a_denied_api_order_never_blocks_later_ones(rig):
+    d, _kill, got, _ = rig
+    round_of(d, 0, 0, [100.0])
+    wait_for(got, lambda m: isinstance(m, BatchDone))
+    big = d.ask("safety", OrderRequest(client_order_id="api-1", strategy_id="api", symbol="SPY", side=Side.BUY,
+                                       quantity=999))
+    assert not big.accepted and big.reason == DenyReason.MAX_ORDER_QTY.value
+    ok = d.ask("safety", OrderRequest(client_order_id="api-2", strategy_id="api", symbol="SPY", side=Side.BUY,
+                                      quantity=1))
+    assert ok.accepted
+    round_of(d, 1, 1, [101.0, 102.0])
+    wait_for(got, lambda m: isinstance(m, BatchDone) and m.batch_seq == 1)
+    assert d.ask("orders", GetOrder(client_order_id="api-2")).status is OrderStatus.FILLED
+    denied = d.ask("orders", GetOrder(client_order_id="api-1"))
+    assert denied is not None and denied.status is OrderStatus.DENIED

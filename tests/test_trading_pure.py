@@ -34,22 +34,37 @@ def test_terminal_states_have_no_exit():
 
 
 def test_illegal_transition_is_refused_and_counted():
-    book = OrderBook()
-    o = book.add(req())
-    o.status = S.SUBMITTED
     ev = lambda status, seq: OrderEvent(client_order_id="s-1", strategy_id="s", symbol="SPY", status=status,
                                         event_seq=seq, ts_ns=0)
-    assert book.apply_event(ev(S.FILLED, 1))
-    assert not book.apply_event(ev(S.CANCELED, 2))  # a cancel after the fill
-    assert book.get("s-1").status is S.FILLED
-    assert book.illegal_transitions == 1
+    book2 = OrderBook()
+    book2.submit(req())
+    assert book2.apply_event(ev(S.FILLED, 1))
+    assert not book2.apply_event(ev(S.CANCELED, 2))  # a cancel after the fill
+    assert book2.view("s-1").status is S.FILLED
+    assert book2.illegal_transitions == 1
     assert set(TRANSITIONS) == set(OrderStatus)
+
+
+def test_finished_orders_leave_memory_but_stay_known():
+    book = OrderBook(keep_recent=2)
+    for n in range(1, 6):
+        r = req(f"s-{n}", seq=n)
+        book.submit(r)
+        book.apply_fill(Fill(client_order_id=r.client_order_id, strategy_id="s", trade_id=f"T{n}", symbol="SPY",
+                             side=Side.BUY, quantity=1, price=100.0 + n, fee=0.0, event_seq=n + 1, ts_ns=0))
+        book.apply_event(OrderEvent(client_order_id=r.client_order_id, strategy_id="s", symbol="SPY",
+                                    status=S.FILLED, event_seq=n + 1, ts_ns=0, filled_qty=1, avg_price=100.0 + n))
+    assert not book.live and len(book.recent) == 2 and book.archive.count == 5
+    old = book.view("s-1")  # only in the archive now
+    assert book.get("s-1") is None and book.known("s-1")
+    assert (old.status, old.filled_qty, old.avg_price, old.last_event_seq, old.side) == (S.FILLED, 1.0, 101.0, 2, Side.BUY)
+    assert not book.known("s-9") and book.positions["SPY"].quantity == 5
 
 
 def test_fills_deduplicated_by_trade_id_and_pnl():
     book = OrderBook()
     for cid, side, px in (("a", Side.BUY, 100.0), ("b", Side.SELL, 103.0)):
-        book.add(req(cid, side=side))
+        book.submit(req(cid, side=side))
         f = Fill(client_order_id=cid, strategy_id="s", trade_id=f"T-{cid}", symbol="SPY", side=side, quantity=2,
                  price=px, fee=0.5, event_seq=1, ts_ns=0)
         assert book.apply_fill(f)
