@@ -97,6 +97,11 @@ class OrderActor(EngineActor):
             return self.journal_failed == ""
         if self.journal_failed:
             return False
+        if self.directory.is_zombie_thread():
+            # Declared hung and replaced: a new incarnation owns the journal now. Writing
+            # (or telling anyone) from here would fork history: fence ourselves off.
+            logger.error("retired order actor tried to journal {} records: fenced off", len(records))
+            return False
         try:
             self.journal.append(records)
             return True
