@@ -166,6 +166,11 @@ class OrderActor(EngineActor):
             self._tell_strategies(denials=denials, events=retold)
         if new_denials and self.events is not None:
             self.events.tell(OrderUpdates(strategy_id="*", denials=new_denials))
+        if self.in_flight_resend and self.journal_kind == "run" and not killed:
+            # `run` continues with fresh ids, so nothing will re-decide these: settle them now.
+            # (A paper venue that restarted never knew them; a live one is asked first.)
+            to_send.extend(self.book.live[c].request for c in sorted(self.in_flight_resend) if c in self.book.live)
+            self.in_flight_resend.clear()
         if self.kill.is_set() and to_send:  # pulled while we were journaling
             to_send = [r for r in to_send if r.reduce_only]
         self.venue.tell(Round(

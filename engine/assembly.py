@@ -216,14 +216,26 @@ def forget_in_flight(directory: Directory, names: list[str]) -> None:
 
 
 def _feed_factory(cfg: Config, source_factory: Callable[[], Any], realtime_rate: float) -> Callable:
-    """A fresh feed per start; a restart of a feed that had started re-runs from tick 0 by itself."""
+    """A fresh feed per start; a restart of a feed that had started resumes by itself.
+
+    Replay (as fast as possible) re-runs from tick 0: the journal recognises
+    everything already done, so the result is exactly the undisturbed run.
+    Real time (`run`) cannot re-run the past, and must not: its strategies
+    come back with the journal's positions and fresh client ids, so re-deciding
+    old ticks would trade them twice. It goes on after the last tick sent;
+    the batches lost in flight are market data missed during the restart.
+    """
     last: dict[str, Any] = {"actor": None, "started": False}
 
     def factory(ctx):
         actor = last["actor"]  # held strongly: a collected actor could not say whether it had started
         if actor is not None:
             last["started"] = last["started"] or bool(actor.started or actor.finished)
-        autostart = StartFeed(after_tick_seq=-1) if last["started"] else None
+        autostart = None
+        if last["started"] and realtime_rate > 0:
+            autostart = StartFeed(after_tick_seq=actor.last_tick_seq, after_batch_seq=actor.next_batch_seq - 1)
+        elif last["started"]:
+            autostart = StartFeed(after_tick_seq=-1)
         ref = MarketFeedActor.start(
             ctx.name, ctx.directory, ctx.supervisor, feed_id=FEED, source=source_factory(), subscribers=[INDICATORS],
             consumers=[ORDERS], batch_size=cfg.feed.batch_size, max_in_flight=cfg.feed.max_in_flight,
