@@ -24,7 +24,7 @@ import numpy as np
 from actors.base import EngineActor, handles
 from actors.directory import Directory
 from engine.indicators import IndicatorSet
-from engine.messages import BatchDone, EndOfStream, IndicatorBatch, TickBatch, freeze
+from engine.messages import BatchDone, EndOfStream, IndicatorBatch, PipelineCheckpoint, TickBatch, freeze
 from engine.ringbuffer import RingBuffer
 
 try:
@@ -99,6 +99,13 @@ class IndicatorActor(EngineActor):
         names = dict.fromkeys(n for targets in self.routes.values() for n in targets)
         for name in names:
             self.addr(name).tell(msg)
+
+    @handles(PipelineCheckpoint)
+    def on_checkpoint(self, cp: PipelineCheckpoint) -> None:
+        """Add this actor's state to the cut and pass it on behind the batches it follows."""
+        marked = msgspec.structs.replace(cp, states={**cp.states, self.name: self.snapshot()})
+        for name in dict.fromkeys(n for targets in self.routes.values() for n in targets):
+            self.addr(name).tell(marked)
 
     # -- logic (also callable directly, e.g. by tests and benchmarks)
     def compute(self, batch: TickBatch) -> IndicatorBatch:

@@ -36,7 +36,9 @@ from actors.base import EngineActor, handles
 from actors.directory import Directory
 from engine.data.errors import DataError
 from engine.data.sources import TickChunk, TickSource
-from engine.messages import BatchDone, EndOfStream, FeedStats, GetFeedStats, StartFeed, TickBatch, freeze
+from engine.messages import (
+    BatchDone, EndOfStream, FeedStats, GetFeedStats, PipelineCheckpoint, StartFeed, TickBatch, freeze,
+)
 
 try:  # metrics are optional: the feed works without the registry
     from engine import metrics as _metrics
@@ -107,6 +109,7 @@ class MarketFeedActor(EngineActor):
         max_in_flight: int,
         realtime_rate: float = 0.0,
         autostart: StartFeed | None = None,
+        checkpoint_every: int = 0,
     ):
         """``autostart``: start by itself with this message (a restarted feed re-runs without being told)."""
         super().__init__(name, directory, supervisor)
@@ -126,6 +129,8 @@ class MarketFeedActor(EngineActor):
         self._reset_run_state()
         self._pacer: _Pacer | None = None
         self._autostart = autostart
+        # Replay only: a checkpoint needs a drained pipeline, which real time never waits for.
+        self.checkpoint_every = int(checkpoint_every) if realtime_rate <= 0 else 0
 
     def on_start(self) -> None:
         if self._autostart is not None:
@@ -146,6 +151,7 @@ class MarketFeedActor(EngineActor):
         self._offset = 0
         self._pump_scheduled = False
         self._eos_to_consumers_sent = False
+        self._marked_batch = -1
         self._rt_start = 0.0
         self._rt_start_wall_ns = 0
         self._rt_sent = 0
@@ -173,6 +179,9 @@ class MarketFeedActor(EngineActor):
         self.started = True
         self.next_batch_seq = msg.after_batch_seq + 1
         self.last_tick_seq = msg.after_tick_seq
+        # Counted from the start of the data: a feed resumed from a checkpoint reports the same totals.
+        self.ticks_sent = msg.after_tick_seq + 1
+        self.batches_sent = msg.after_batch_seq + 1
         self.source.skip_to(msg.after_tick_seq + 1)
         if self.realtime_rate > 0:
             self._rt_start = time.monotonic()
@@ -244,6 +253,10 @@ class MarketFeedActor(EngineActor):
         if not self._have_data():
             self._finish()
             return
+        if self._checkpoint_due():
+            if self._in_flight:
+                return  # drain first: the returning credits pump again
+            self._mark()
         if self.consumers and len(self._in_flight) >= self.max_in_flight:
             if not self._stalled:
                 self._set_stalled(True)
@@ -253,6 +266,17 @@ class MarketFeedActor(EngineActor):
         sent = self._send(budget)
         if self.realtime_rate == 0 or sent < due:
             self._schedule_pump()  # as fast as possible, or more ticks are already due
+
+    def _checkpoint_due(self) -> bool:
+        n = self.next_batch_seq
+        return bool(self.checkpoint_every) and n > 0 and n % self.checkpoint_every == 0 and self._marked_batch != n - 1
+
+    def _mark(self) -> None:
+        """Every credit is back: a consistent cut after the last batch; let it flow behind the batches."""
+        self._marked_batch = self.next_batch_seq - 1
+        marker = PipelineCheckpoint(feed=self.feed_id, batch_seq=self._marked_batch, last_tick_seq=self.last_tick_seq)
+        for name in self.subscribers:
+            self.addr(name).tell(marker)
 
     def _set_stalled(self, stalled: bool) -> None:
         self._stalled = stalled

@@ -25,7 +25,7 @@ from engine.journal import Journal, JournalError
 from engine.messages import (
     BatchDone, CancelAll, CancelOrder, DenyReason, EndOfStream, FeedCheckpoint, Flatten, GetOrder, GetOrders, GetPnL, GetRecovered,
     RecoveredView,
-    GetPositions, Order, OrderDenied, OrderEvent, OrderRequest, OrderStatus, OrderType, OrderUpdates, Round,
+    GetPositions, Order, OrderDenied, OrderEvent, PipelineCheckpoint, OrderRequest, OrderStatus, OrderType, OrderUpdates, Round,
     SetTradingState, Side, StrategyLifecycle, TradingState, TradingStateChanged, VenueReport,
 )  # fmt: skip
 from engine.orders import OrderBook
@@ -238,6 +238,12 @@ class OrderActor(EngineActor):
             if sid in ("api", "flatten"):
                 continue
             self.directory.tell(f"strategy:{sid}", OrderUpdates(strategy_id=sid, venue_watermark=watermark, **parts))
+
+    @handles(PipelineCheckpoint)
+    def on_checkpoint(self, cp: PipelineCheckpoint) -> None:
+        # Every round up to cp.batch_seq is journaled already (the feed waited for all credits).
+        if cp.valid:
+            self._journal([cp])
 
     @handles(EndOfStream)
     def on_feed_drained(self, msg: EndOfStream) -> None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import threading
 import time
 
+import msgspec
+
 from loguru import logger
 
 from actors.base import EngineActor, handles
@@ -24,7 +26,7 @@ from engine import risk
 from engine.config import Config
 from engine.messages import (
     CancelAll, CancelOrder, DenyReason, Flatten, GetRecovered, GetTradingState, KillSwitch, OrderBatch, OrderDenied,
-    OrderRequest, OrderStatus, OrderUpdates, Round, SetTradingState, Side, StrategyLifecycle, SubmitResult,
+    OrderRequest, OrderStatus, OrderUpdates, PipelineCheckpoint, Round, SetTradingState, Side, StrategyLifecycle, SubmitResult,
     TradingState, TradingStateChanged, TradingStateInfo,
 )  # fmt: skip
 from engine.orders import TERMINAL
@@ -57,7 +59,8 @@ class KillFlag:
 class SafetyActor(EngineActor):
     def __init__(self, name: str, directory: Directory, supervisor: str | None = None, *, cfg: Config,
                  routes: dict[str, list[str]], kill: KillFlag, orders: str = "orders",
-                 initial_state: TradingState | None = None, event_time: bool = True):
+                 initial_state: TradingState | None = None, event_time: bool = True,
+                 restore_from: bytes | None = None):
         super().__init__(name, directory, supervisor)
         self.cfg = cfg
         self.limits = cfg.risk
@@ -78,9 +81,15 @@ class SafetyActor(EngineActor):
         self.denied = 0
         self.approved = 0
         self.open_qty: dict[str, tuple[str, Side, float]] = {}
+        self.pending_marks: dict[tuple[str, int], dict[str, PipelineCheckpoint]] = {}
+        self._restored = restore_from is not None
+        if restore_from is not None:
+            self._restore(restore_from)
 
     def on_start(self) -> None:
         # A restart (or `run` continuing its journal) resumes the journaled trading state and exposure.
+        if self._restored:
+            return  # a pipeline checkpoint already gave the exact state
         try:
             view = self.orders.ask(GetRecovered(), timeout=5.0)
         except Exception as exc:  # noqa: BLE001 - orders down: start HALTED rather than guess
@@ -173,6 +182,38 @@ class SafetyActor(EngineActor):
             target = TradingState(self.limits.daily_loss_action)
             self._set_state(target, f"daily loss limit {self.limits.daily_loss_limit:g} reached "
                                     f"(realized {upd.realized_pnl:.2f})")
+
+    # ------------------------------------------------------------- checkpoints
+    @handles(PipelineCheckpoint)
+    def on_checkpoint(self, cp: PipelineCheckpoint) -> None:
+        """Gather the cut from every strategy (like a round), add the risk state, pass it on."""
+        key = (cp.feed, cp.batch_seq)
+        got = self.pending_marks.setdefault(key, {})
+        got[str(len(got))] = cp
+        if len(got) < max(1, len(self.all_strategies)):
+            return
+        del self.pending_marks[key]
+        states: dict[str, bytes] = {}
+        valid = True
+        for part in got.values():
+            states.update(part.states)
+            valid = valid and part.valid
+        states[self.name] = self.snapshot()
+        self.orders.tell(msgspec.structs.replace(cp, states=states, valid=valid))
+
+    def snapshot(self) -> bytes:
+        return msgspec.msgpack.encode({
+            "risk": risk.snapshot_state(self.state), "reason": self.state_reason, "min_epoch": self.min_epoch,
+            "open_qty": {k: [sym, side.value, qty] for k, (sym, side, qty) in self.open_qty.items()},
+        })  # fmt: skip
+
+    def _restore(self, data: bytes) -> None:
+        raw = msgspec.msgpack.decode(data)
+        self.state = risk.restore_state(raw["risk"])
+        self.state.kill_switch = self.state.kill_switch or self.kill.is_set()
+        self.state_reason = raw["reason"]
+        self.min_epoch = dict(raw["min_epoch"])
+        self.open_qty = {k: (sym, Side(side), qty) for k, (sym, side, qty) in raw["open_qty"].items()}
 
     @handles(StrategyLifecycle)
     def on_lifecycle(self, msg: StrategyLifecycle) -> None:

@@ -11,7 +11,11 @@ import time
 
 from actors.base import EngineActor, handles
 from actors.directory import Directory
-from engine.messages import EndOfStream, GetRecovered, IndicatorBatch, OrderBatch, OrderUpdates, StrategyLifecycle
+import msgspec
+
+from engine.messages import (
+    EndOfStream, GetRecovered, IndicatorBatch, OrderBatch, OrderUpdates, PipelineCheckpoint, StrategyLifecycle,
+)
 from strategies.base import Strategy, StrategyRunner
 
 try:
@@ -70,6 +74,13 @@ class StrategyActor(EngineActor):
     def on_end(self, msg: EndOfStream) -> None:
         self.safety.tell(OrderBatch(strategy_id=self.runner.sid, feed=msg.feed, batch_seq=msg.last_batch_seq + 1,
                                     orders=[], end_of_stream=True))
+
+    @handles(PipelineCheckpoint)
+    def on_checkpoint(self, cp: PipelineCheckpoint) -> None:
+        state = self.runner.checkpoint()  # None while one of its orders is unconfirmed: not a settled cut
+        marked = msgspec.structs.replace(cp, states={**cp.states, self.name: state or b""},
+                                         valid=cp.valid and state is not None)
+        self.safety.tell(marked)
 
     def checkpoint(self) -> bytes | None:
         return self.runner.checkpoint()

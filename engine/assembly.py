@@ -46,8 +46,8 @@ from actors.directory import actor_of
 from actors.supervisor import start_tree, supervisor_child
 from actors.venue import VenueActor
 from engine.config import Config, IndicatorSpec
-from engine.journal import Journal
-from engine.messages import StartFeed, TradingState
+from engine.journal import Journal, JournalError
+from engine.messages import PipelineCheckpoint, StartFeed, TradingState
 from engine.supervision import (
     TRADING_CRITICAL_KINDS, Action, ChildSpec, Decision, RestartStrategy, RestartType, SupervisorSpec,
 )
@@ -124,9 +124,7 @@ def build_engine(
     source_factory: Callable[[], Any],
     journal_path: Path | None,
     config_dir: Path | None = None,
-    feed_start_after: int = -1,
-    indicator_restore: bytes | None = None,
-    strategy_restore: dict[str, bytes] | None = None,
+    checkpoint: PipelineCheckpoint | None = None,
     on_escalate: Callable[[str], None] | None = None,
     realtime_rate: float = 0.0,
     with_monitor: bool = True,
@@ -145,7 +143,12 @@ def build_engine(
     kill = KillFlag()
     strategies = load_strategies(cfg, config_dir)
     ended = threading.Event()
-    strategy_restore = strategy_restore or {}
+    # The cut the pipeline (re)starts from: given for --resume, re-read from the journal on a restart.
+    restore: dict[str, PipelineCheckpoint | None] = {"cp": checkpoint}
+
+    def state_of(name: str) -> bytes | None:
+        cp = restore["cp"]
+        return cp.states.get(name) if cp is not None else None
 
     routes_ids: dict[str, list[str]] = {}
     for st in strategies:
@@ -169,22 +172,24 @@ def build_engine(
         starts["orders"] += 1
         if starts["orders"] > 1:
             forget_in_flight(ctx.directory, pipeline_names)
+            if realtime_rate <= 0:
+                restore["cp"] = latest_checkpoint(journal_path)
         return OrderActor.start(ctx.name, ctx.directory, ctx.supervisor, journal=journal_factory, kill=kill, venue=VENUE,
                                 safety=SAFETY, feed=FEED, events=EVENTS, on_end_of_stream=on_eos)
 
-    feed_factory = _feed_factory(cfg, source_factory, realtime_rate)
+    feed_factory = _feed_factory(cfg, source_factory, realtime_rate, lambda: restore["cp"])
 
     pipeline: list[ChildSpec] = [ChildSpec(ORDERS, orders_factory, kind="order")]
     pipeline.append(ChildSpec(VENUE, lambda ctx: VenueActor.start(
         ctx.name, ctx.directory, ctx.supervisor, venue=venue_factory(cfg), orders=ORDERS), kind="venue"))
     pipeline.append(ChildSpec(SAFETY, lambda ctx: SafetyActor.start(
         ctx.name, ctx.directory, ctx.supervisor, cfg=cfg, routes=routes_ids, kill=kill, orders=ORDERS,
-        event_time=realtime_rate == 0), kind="safety"))
+        event_time=realtime_rate == 0, restore_from=state_of(SAFETY)), kind="safety"))
     for st in strategies:
-        pipeline.append(ChildSpec(strategy_name(st.strategy_id), _strategy_factory(st, cfg, strategy_restore), kind="strategy"))
+        pipeline.append(ChildSpec(strategy_name(st.strategy_id), _strategy_factory(st, cfg, state_of), kind="strategy"))
     pipeline.append(ChildSpec(INDICATORS, lambda ctx: IndicatorActor.start(
         ctx.name, ctx.directory, ctx.supervisor, specs=specs, routes=routes_names,
-        restore_from=indicator_restore), kind="indicator"))
+        restore_from=state_of(INDICATORS)), kind="indicator"))
     pipeline.append(ChildSpec(FEED, feed_factory, kind="feed"))
     pipeline_spec = SupervisorSpec.from_config(PIPELINE, pipeline, cfg.supervision, strategy=RestartStrategy.ONE_FOR_ALL,
                                                decider=pipeline_decider)
@@ -215,7 +220,20 @@ def forget_in_flight(directory: Directory, names: list[str]) -> None:
         directory.mark_down(name)
 
 
-def _feed_factory(cfg: Config, source_factory: Callable[[], Any], realtime_rate: float) -> Callable:
+def latest_checkpoint(journal_path: Path | None) -> PipelineCheckpoint | None:
+    """The newest valid pipeline checkpoint in the journal, or None (then the re-run starts at tick 0)."""
+    if journal_path is None or not Path(journal_path).exists():
+        return None
+    try:
+        with Journal.open(journal_path, readonly=True) as j:
+            found = j.last_record(PipelineCheckpoint)
+    except JournalError:
+        return None
+    return found[1] if found else None
+
+
+def _feed_factory(cfg: Config, source_factory: Callable[[], Any], realtime_rate: float,
+                  checkpoint: Callable[[], PipelineCheckpoint | None]) -> Callable:
     """A fresh feed per start; a restart of a feed that had started resumes by itself.
 
     Replay (as fast as possible) re-runs from tick 0: the journal recognises
@@ -235,25 +253,27 @@ def _feed_factory(cfg: Config, source_factory: Callable[[], Any], realtime_rate:
         if last["started"] and realtime_rate > 0:
             autostart = StartFeed(after_tick_seq=actor.last_tick_seq, after_batch_seq=actor.next_batch_seq - 1)
         elif last["started"]:
-            autostart = StartFeed(after_tick_seq=-1)
+            cp = checkpoint()  # re-send only what follows the last consistent cut
+            autostart = StartFeed(after_tick_seq=-1) if cp is None else StartFeed(
+                after_tick_seq=cp.last_tick_seq, after_batch_seq=cp.batch_seq)
         ref = MarketFeedActor.start(
             ctx.name, ctx.directory, ctx.supervisor, feed_id=FEED, source=source_factory(), subscribers=[INDICATORS],
             consumers=[ORDERS], batch_size=cfg.feed.batch_size, max_in_flight=cfg.feed.max_in_flight,
-            realtime_rate=realtime_rate, autostart=autostart)
+            realtime_rate=realtime_rate, autostart=autostart, checkpoint_every=cfg.feed.checkpoint_every)
         last["actor"] = actor_of(ref)
         return ref
 
     return factory
 
 
-def _strategy_factory(st: Strategy, cfg: Config, restore: dict[str, bytes]) -> Callable:
+def _strategy_factory(st: Strategy, cfg: Config, state_of: Callable[[str], bytes | None]) -> Callable:
     cls, params, sid, symbols = type(st), st.params, st.strategy_id, st.symbols
     assume = cfg.mode == "paper"
 
     def factory(ctx):
-        fresh = cls(sid, params, symbols)  # fresh state on every (re)start
+        fresh = cls(sid, params, symbols)  # fresh state on every (re)start, then the checkpoint's if any
         return StrategyActor.start(ctx.name, ctx.directory, ctx.supervisor, strategy=fresh, safety=SAFETY,
-                                   assume_fills=assume, restore_from=restore.get(sid))
+                                   assume_fills=assume, restore_from=state_of(ctx.name) or None)
 
     return factory
 

@@ -86,6 +86,7 @@ class FeedSection(_Section, frozen=True):
     seed: int = 7
     max_ticks: NonNegInt = 0  # 0 = unbounded (synthetic) / whole file
     rejects_file: str = "rejects.csv"  # relative to engine.data_dir
+    checkpoint_every: NonNegInt = 64  # replay: pipeline checkpoint every N batches (0 = off)
 
 
 class IndicatorSpec(_Section, frozen=True):

@@ -594,6 +594,25 @@ class FeedCheckpoint(_Base, frozen=True):
     last_tick_seq: int
 
 
+class PipelineCheckpoint(_Base, frozen=True):
+    """A consistent cut of the pipeline after batch ``batch_seq`` (journaled by the OrderActor).
+
+    The feed sends it when every credit is back (all rounds up to
+    ``batch_seq`` journaled and told); it follows the batches through
+    indicators, strategies and safety, each adding its state to ``states``
+    (msgspec bytes by actor name). ``valid`` is False when an actor could not
+    give a settled state (a strategy with an order still unconfirmed); such a
+    checkpoint is not journaled. A restart restores the last valid one and the
+    feed re-sends only the batches after it.
+    """
+
+    feed: str
+    batch_seq: int
+    last_tick_seq: int
+    states: dict[str, bytes] = {}
+    valid: bool = True
+
+
 class ActorCheckpoint(_Base, frozen=True):
     """An actor's state at a batch boundary, msgspec-encoded in ``state``."""
 
@@ -610,7 +629,7 @@ Message = Union[
     Heartbeat, HeartbeatAck, ChildFailed, ChildRecovered, SupervisorDecision, ActorStatus,
     MetricsSnapshot, GetOrders, GetOrder, GetPositions, GetPnL, GetTradingState,
     TradingStateInfo, GetActorTree, GetMetrics, SubmitResult, GetRecovered, RecoveredView,
-    StrategyLifecycle, FeedCheckpoint, ActorCheckpoint,
+    StrategyLifecycle, FeedCheckpoint, ActorCheckpoint, PipelineCheckpoint,
 ]  # fmt: skip
 
 ALL_MESSAGE_TYPES: tuple[type, ...] = Message.__args__  # type: ignore[attr-defined]

@@ -53,7 +53,7 @@ def run_replay(
     journal_path: Path | None = None,
     timeout_s: float | None = None,
 ) -> dict[str, Any]:
-    from engine.assembly import FEED, build_engine
+    from engine.assembly import FEED, build_engine, latest_checkpoint
     from engine.data import open_tick_source
 
     data_path = Path(data)
@@ -89,14 +89,18 @@ def run_replay(
         return capped(open_source(), cfg.feed.max_ticks)
 
     escalated: list[str] = []
+    # Resume from the last consistent cut when there is one; before it, everything is journaled.
+    checkpoint = latest_checkpoint(journal_path) if resumed else None
+    skipped = checkpoint.last_tick_seq + 1 if checkpoint is not None else 0
     t_boot = time.perf_counter()
     eng = build_engine(cfg, source_factory=source_factory, journal_path=journal_path, config_dir=config_dir,
-                       on_escalate=escalated.append, with_monitor=False)
+                       on_escalate=escalated.append, with_monitor=False, checkpoint=checkpoint)
     warm_up(eng.strategies)
     boot_s = time.perf_counter() - t_boot
     t0 = time.perf_counter()
     try:
-        eng.directory.tell(FEED, StartFeed(after_tick_seq=-1))
+        eng.directory.tell(FEED, StartFeed(after_tick_seq=-1) if checkpoint is None else StartFeed(
+            after_tick_seq=checkpoint.last_tick_seq, after_batch_seq=checkpoint.batch_seq))
         _wait(eng, progress if progress is not None else sys.stderr.isatty(), timeout_s)
         stats = eng.directory.ask(FEED, GetFeedStats(), timeout=10)
         elapsed = time.perf_counter() - t0
@@ -105,13 +109,14 @@ def run_replay(
     if escalated:
         raise ReplayError(f"engine gave up: {escalated[0]}")
     with Journal.open(journal_path) as j:
-        report = build_report(j, stats, elapsed, cfg)
+        report = build_report(j, stats, elapsed, cfg, ticks_skipped=skipped)
         if not eng.kill.is_set():
             finish_run(j)
     report["journal"] = str(journal_path)
     report["ingest_s"] = round(ingest_s, 4)
     report["boot_s"] = round(boot_s, 4)
     report["resumed"] = resumed
+    report["resumed_after_tick"] = skipped - 1 if checkpoint is not None else None
     report["batch_size"] = cfg.feed.batch_size
     report["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     if plot_path:
@@ -233,7 +238,7 @@ def _wait(eng, show_progress: bool, timeout_s: float | None) -> None:
             bar.close()
 
 
-def build_report(j: Journal, stats, elapsed: float, cfg: Config) -> dict[str, Any]:
+def build_report(j: Journal, stats, elapsed: float, cfg: Config, ticks_skipped: int = 0) -> dict[str, Any]:
     records = [r for _, r in j.records()]
     rec = fold(enumerate(records))
     book = rec.book
@@ -250,7 +255,7 @@ def build_report(j: Journal, stats, elapsed: float, cfg: Config) -> dict[str, An
         equity.append((f.event_seq, realized))
         peak = max(peak, realized)
         max_dd = max(max_dd, peak - realized)
-    ticks = stats.ticks
+    ticks = stats.ticks  # from the start of the data, also when resumed from a checkpoint
     return {
         "ticks": ticks,
         "rejected_ticks": stats.rejected,
@@ -263,7 +268,7 @@ def build_report(j: Journal, stats, elapsed: float, cfg: Config) -> dict[str, An
         "fees": round(book.fees_total(), 10),
         "max_drawdown": round(max_dd, 10),
         "elapsed_s": round(elapsed, 4),
-        "ticks_per_s": round(ticks / elapsed, 1) if elapsed > 0 else 0.0,
+        "ticks_per_s": round((ticks - ticks_skipped) / elapsed, 1) if elapsed > 0 else 0.0,
         "journal_digest": canonical_digest(records),
         "_equity": equity,
     }

@@ -38,6 +38,25 @@ class RiskState:
     realized_pnl_today: float = 0.0
 
 
+def snapshot_state(state: RiskState) -> dict:
+    """The risk state as plain data (for a pipeline checkpoint)."""
+    return {
+        "trading_state": state.trading_state.value, "kill_switch": state.kill_switch,
+        "exposure": state.exposure, "last_price": state.last_price, "last_ts_ns": state.last_ts_ns,
+        "seen_ids": state.seen_ids.to_builtins(), "recent": list(state.recent),
+        "realized_pnl_today": state.realized_pnl_today,
+    }  # fmt: skip
+
+
+def restore_state(data: dict) -> RiskState:
+    return RiskState(
+        trading_state=TradingState(data["trading_state"]), kill_switch=data["kill_switch"],
+        exposure=dict(data["exposure"]), last_price=dict(data["last_price"]), last_ts_ns=dict(data["last_ts_ns"]),
+        seen_ids=SeenIds.from_builtins(data["seen_ids"]), recent=collections.deque(data["recent"]),
+        realized_pnl_today=data["realized_pnl_today"],
+    )  # fmt: skip
+
+
 def signed(side: Side, qty: float) -> float:
     return qty if side is Side.BUY else -qty
 
@@ -76,6 +95,16 @@ class SeenIds:
             return order.client_order_id in self._other
         return n <= self._max_n.get(order.strategy_id, 0)
 
+    def to_builtins(self) -> dict:
+        return {"max_n": self._max_n, "other": {k: list(v) for k, v in self._other.items()}}
+
+    @classmethod
+    def from_builtins(cls, data: dict) -> "SeenIds":
+        out = cls()
+        out._max_n = dict(data["max_n"])
+        out._other = {k: tuple(v) for k, v in data["other"].items()}
+        return out
+
     def resubmission(self, order: OrderRequest) -> bool:
         n = self._n(order)
         if n is None:
@@ -85,7 +114,7 @@ class SeenIds:
 
 def signature(order: OrderRequest) -> tuple:
     """What makes two submissions with one client id the same order."""
-    return (order.symbol, order.side, order.quantity, order.order_type, order.limit_price, order.decision_seq)
+    return (order.symbol, order.side.value, order.quantity, order.order_type.value, order.limit_price, order.decision_seq)
 
 
 def is_resubmission(order: OrderRequest, state: RiskState) -> bool:

@@ -150,3 +150,33 @@ def test_kill_9_at_random_instants_then_resume_gives_the_undisturbed_journal(tmp
     assert report["journal_digest"] == undisturbed["journal_digest"]
     assert report["fills"] == undisturbed["fills"] and report["position"] == undisturbed["position"]
     assert report["realized_pnl"] == pytest.approx(undisturbed["realized_pnl"])
+
+
+def test_resume_from_a_pipeline_checkpoint_re_decides_exactly(tmp_path):
+    """Cut a finished journal back to a checkpoint (as a crash would), resume: the same history.
+
+    The resumed run restores indicators, strategy and safety from the checkpoint and
+    re-sends only the ticks after it; any difference in the restored state shows up as
+    different orders after the cut, so a different digest.
+    """
+    import shutil
+    import sqlite3
+
+    from engine.journal import Journal
+    from engine.messages import PipelineCheckpoint
+
+    cfg = job_config(tmp_path, 120_000, batch_size=512)
+    full = run_replay(cfg, str(SPY_TICKS), symbol="SPY", progress=False)
+    with Journal.open(full["journal"]) as j:
+        cps = [(seq, cp) for seq, cp in j.records(types=(PipelineCheckpoint,))]
+    assert len(cps) >= 2
+    cut_seq, cut = cps[len(cps) // 2]
+    crashed = tmp_path / "crashed.sqlite"
+    shutil.copy(full["journal"], crashed)
+    with sqlite3.connect(crashed) as db:  # lose every commit after the checkpoint's
+        db.execute("DELETE FROM batches WHERE first_seq > ?", (cut_seq,))
+    resumed = run_replay(cfg, str(SPY_TICKS), symbol="SPY", progress=False, journal_path=crashed)
+    assert resumed["resumed_after_tick"] == cut.last_tick_seq
+    assert resumed["ticks"] == 120_000
+    assert resumed["journal_digest"] == full["journal_digest"]
+    assert (resumed["fills"], resumed["position"], resumed["realized_pnl"]) == (full["fills"], full["position"], full["realized_pnl"])
