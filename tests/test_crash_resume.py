@@ -1,10 +1,14 @@
 """kill -9 at 20+ random instants, `replay --resume` each time: the journal equals the undisturbed run.
 
-A watcher thread kills the replay process once its journal has grown a
-seeded-random number of bytes past its size at that start (so the kills land
+A watcher thread kills the replay process once its journal holds a
+seeded-random number of records more than at that start (so the kills land
 anywhere in a round: before, inside or after a journal transaction). The
-final resume must complete and give the undisturbed digest, fills, position
-and PnL: no order lost, none duplicated, no fill applied twice.
+number is at most a quarter of what is still missing, so every attempt is
+killed before it could finish, however fast the machine. Progress is read as
+the journal's last record number, not as bytes: a restart checkpoints the
+WAL into the database and the bytes on disk can shrink. The final resume must
+complete and give the undisturbed digest, fills, position and PnL: no order
+lost, none duplicated, no fill applied twice.
 """
 
 from __future__ import annotations
@@ -30,8 +34,19 @@ TICKS = 100_000
 KILLS = 20
 
 
-def _journal_bytes(d: Path) -> int:
-    return sum(p.stat().st_size for p in d.glob("*")) if d.exists() else 0
+def _journaled(d: Path) -> int:
+    """Records in the newest journal of ``d`` (0 if none yet or not readable yet)."""
+    import sqlite3
+
+    runs = sorted(d.glob("*.sqlite")) if d.exists() else []
+    if not runs:
+        return 0
+    try:
+        with sqlite3.connect(f"file:{runs[-1]}?mode=ro", uri=True, timeout=0.05) as db:
+            row = db.execute("SELECT max(last_seq) FROM batches").fetchone()
+        return int(row[0] or 0)
+    except sqlite3.Error:
+        return 0
 
 
 def _record_count(path: Path) -> int:
@@ -62,18 +77,20 @@ def test_twenty_kill_9_then_resume_reproduce_the_undisturbed_journal(tmp_path):
     cmd = [sys.executable, "-m", "engine.cli", "replay", str(SPY_TICKS), "--symbol", "SPY", "--config",
            str(_config_file(tmp_path)), "--resume", "--report", str(tmp_path / "r.json")]
     journal_dir = tmp_path / "journal" / "paper"
+    with Journal.open(undisturbed["journal"], readonly=True) as j:
+        total = j.last_seq
     rng = random.Random(20240611)
     kills = 0
     sizes = []
     while kills < KILLS:
-        start = _journal_bytes(journal_dir)
-        target = start + rng.randint(1_000, 40_000)
+        start = _journaled(journal_dir)
+        target = start + rng.randint(1, max(1, (total - start) // 4))
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         done = threading.Event()
 
         def watch():
             while not done.is_set() and proc.poll() is None:
-                if _journal_bytes(journal_dir) >= target:
+                if _journaled(journal_dir) >= target:
                     proc.send_signal(signal.SIGKILL)
                     return
                 done.wait(0.002)
@@ -87,7 +104,7 @@ def test_twenty_kill_9_then_resume_reproduce_the_undisturbed_journal(tmp_path):
             assert proc.returncode == 0, err.decode()[-2000:]
             break  # finished before the watcher struck: nothing left to kill
         kills += 1
-        sizes.append(_journal_bytes(journal_dir))
+        sizes.append(_journaled(journal_dir))
     assert kills >= KILLS, f"only {kills} kills landed before a run completed"
     # A kill before a run's identity was committed leaves an empty journal (the next start
     # cannot resume it and begins afresh); every journaled record is in one journal.
