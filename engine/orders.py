@@ -8,7 +8,7 @@ a second FILLED) is refused by lookup, never by scattered ``if``s.
 from __future__ import annotations
 
 import collections
-from array import array
+import struct
 from dataclasses import dataclass, field
 
 from loguru import logger
@@ -119,26 +119,26 @@ class PositionState:
 _STATUS_LIST = list(OrderStatus)
 _STATUS_CODE = {st: k for k, st in enumerate(_STATUS_LIST)}
 _TYPE_LIST = list(OrderType)
+_TYPE_CODE = {t: k for k, t in enumerate(_TYPE_LIST)}
+_NAN = float("nan")
 
 
 class OrderArchive:
-    """Every order that reached a terminal state, in ~60 bytes each.
+    """Every order that reached a terminal state, in ~80 bytes each.
 
     Why: a trading engine runs for days; keeping each finished order as
     Python objects grew memory with every fill. Finished orders are in the
     journal already; what the engine still needs of them is "does this client
     id exist, and how did it end" (idempotency, and telling a re-running
     strategy what happened). Client ids minted by strategies are
-    ``<strategy>-<n>``, so their facts live in growable typed arrays indexed
-    by ``n``; other ids (API, flatten) fall back to a dict of views.
+    ``<strategy>-<n>``, so their facts are packed bytes in a list indexed by
+    ``n``; other ids (API, flatten) keep their full view in a dict.
     """
 
-    _FIELDS = (("status", "b", -1), ("side", "b", 0), ("otype", "b", 0), ("symbol", "h", 0), ("qty", "d", 0.0),
-               ("filled", "d", 0.0), ("avg", "d", 0.0), ("limit", "d", float("nan")), ("decided", "q", -1),
-               ("last", "q", -1))
+    _ROW = struct.Struct("<bbbhdddddqq")  # status side type symbol qty filled avg limit _ decided last
 
     def __init__(self) -> None:
-        self._by_sid: dict[str, dict[str, array]] = {}
+        self._by_sid: dict[str, list[bytes | None]] = {}
         self._other: dict[str, Order] = {}
         self._symbols: list[str] = []
         self._symbol_index: dict[str, int] = {}
@@ -151,37 +151,37 @@ class OrderArchive:
             return sid, int(n)
         return None
 
-    def put(self, order: Order) -> None:
-        key = self._split(order.client_order_id)
-        if key is None or key[0] != order.strategy_id:
-            self._other[order.client_order_id] = order
-            self.count += 1
+    def put(self, st: "OrderState") -> None:
+        r = st.request
+        key = self._split(r.client_order_id)
+        if key is None or key[0] != r.strategy_id:
+            if r.client_order_id not in self._other:
+                self.count += 1
+            self._other[r.client_order_id] = st.view()
             return
-        sid, n = key
-        cols = self._by_sid.get(sid)
-        if cols is None:
-            cols = self._by_sid[sid] = {name: array(code) for name, code, _ in self._FIELDS}
-        size = len(cols["status"])
-        if n > size:
-            for name, _code, fill in self._FIELDS:
-                cols[name].extend([fill] * (n - size))
-        i = n - 1
-        if cols["status"][i] < 0:
+        rows = self._by_sid.get(key[0])
+        if rows is None:
+            rows = self._by_sid[key[0]] = []
+        i = key[1] - 1
+        if i >= len(rows):
+            rows.extend([None] * (i + 1 - len(rows)))
+        if rows[i] is None:
             self.count += 1
-        sym = self._symbol_index.get(order.symbol)
+        sym = self._symbol_index.get(r.symbol)
         if sym is None:
-            sym = self._symbol_index[order.symbol] = len(self._symbols)
-            self._symbols.append(order.symbol)
-        cols["status"][i] = _STATUS_CODE[order.status]
-        cols["side"][i] = 0 if order.side is Side.BUY else 1
-        cols["otype"][i] = _TYPE_LIST.index(order.order_type)
-        cols["symbol"][i] = sym
-        cols["qty"][i] = order.quantity
-        cols["filled"][i] = order.filled_qty
-        cols["avg"][i] = order.avg_price
-        cols["limit"][i] = float("nan") if order.limit_price is None else order.limit_price
-        cols["decided"][i] = order.decision_seq
-        cols["last"][i] = order.last_event_seq
+            sym = self._symbol_index[r.symbol] = len(self._symbols)
+            self._symbols.append(r.symbol)
+        rows[i] = self._ROW.pack(
+            _STATUS_CODE[st.status], 0 if r.side is Side.BUY else 1, _TYPE_CODE[r.order_type], sym, r.quantity,
+            st.filled_qty, st.avg_price, _NAN if r.limit_price is None else r.limit_price, 0.0, r.decision_seq,
+            st.last_event_seq,
+        )  # fmt: skip
+
+    def put_denied(self, cid: str, strategy_id: str, decision_seq: int) -> None:
+        st = OrderState(request=OrderRequest(client_order_id=cid, strategy_id=strategy_id, symbol="", side=Side.BUY,
+                                             quantity=0.0, decision_seq=decision_seq),
+                        status=OrderStatus.DENIED, last_event_seq=decision_seq)
+        self.put(st)
 
     def get(self, cid: str) -> Order | None:
         other = self._other.get(cid)
@@ -190,17 +190,16 @@ class OrderArchive:
         key = self._split(cid)
         if key is None:
             return None
-        cols = self._by_sid.get(key[0])
+        rows = self._by_sid.get(key[0])
         i = key[1] - 1
-        if cols is None or i >= len(cols["status"]) or cols["status"][i] < 0:
+        if rows is None or i >= len(rows) or rows[i] is None:
             return None
-        limit = cols["limit"][i]
+        status, side, otype, sym, qty, filled, avg, limit, _, decided, last = self._ROW.unpack(rows[i])
         return Order(
-            client_order_id=cid, strategy_id=key[0], symbol=self._symbols[cols["symbol"][i]],
-            side=Side.BUY if cols["side"][i] == 0 else Side.SELL, quantity=cols["qty"][i],
-            order_type=_TYPE_LIST[cols["otype"][i]], status=_STATUS_LIST[cols["status"][i]],
-            limit_price=None if limit != limit else limit, filled_qty=cols["filled"][i], avg_price=cols["avg"][i],
-            decision_seq=cols["decided"][i], last_event_seq=cols["last"][i],
+            client_order_id=cid, strategy_id=key[0], symbol=self._symbols[sym],
+            side=Side.BUY if side == 0 else Side.SELL, quantity=qty, order_type=_TYPE_LIST[otype],
+            status=_STATUS_LIST[status], limit_price=None if limit != limit else limit, filled_qty=filled,
+            avg_price=avg, decision_seq=decided, last_event_seq=last,
         )  # fmt: skip
 
     def __contains__(self, cid: str) -> bool:
@@ -209,9 +208,9 @@ class OrderArchive:
         key = self._split(cid)
         if key is None:
             return False
-        cols = self._by_sid.get(key[0])
+        rows = self._by_sid.get(key[0])
         i = key[1] - 1
-        return cols is not None and i < len(cols["status"]) and cols["status"][i] >= 0
+        return rows is not None and i < len(rows) and rows[i] is not None
 
 
 @dataclass
@@ -244,9 +243,7 @@ class OrderBook:
         if request is not None:
             self._finish(OrderState(request=request, status=S.DENIED, last_event_seq=decision_seq))
         else:
-            self.archive.put(Order(client_order_id=cid, strategy_id=strategy_id, symbol="", side=Side.BUY,
-                                   quantity=0.0, order_type=OrderType.MARKET, status=S.DENIED,
-                                   decision_seq=decision_seq, last_event_seq=decision_seq))
+            self.archive.put_denied(cid, strategy_id, decision_seq)
 
     def get(self, cid: str) -> OrderState | None:
         """A live or recently finished order (full detail)."""
@@ -263,7 +260,7 @@ class OrderBook:
     def _finish(self, st: OrderState) -> None:
         cid = st.request.client_order_id
         self.live.pop(cid, None)
-        self.archive.put(st.view())
+        self.archive.put(st)
         self.recent[cid] = st
         if len(self.recent) > self.keep_recent:
             self.recent.popitem(last=False)

@@ -15,6 +15,7 @@ thread timing or batch size.
 from __future__ import annotations
 
 import collections
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -61,6 +62,15 @@ def signed(side: Side, qty: float) -> float:
     return qty if side is Side.BUY else -qty
 
 
+@functools.lru_cache(maxsize=4096)
+def _client_number(cid: str, strategy_id: str) -> int | None:
+    """``n`` of a strategy-minted id ``<strategy>-<n>`` (each order is looked at thrice: parse once)."""
+    sid, sep, n = cid.rpartition("-")
+    if sep and sid == strategy_id and n.isdigit():
+        return int(n)
+    return None
+
+
 class SeenIds:
     """Client ids already approved, in bounded memory.
 
@@ -77,10 +87,7 @@ class SeenIds:
 
     @staticmethod
     def _n(order: OrderRequest) -> int | None:
-        sid, sep, n = order.client_order_id.rpartition("-")
-        if sep and sid == order.strategy_id and n.isdigit():
-            return int(n)
-        return None
+        return _client_number(order.client_order_id, order.strategy_id)
 
     def add(self, order: OrderRequest) -> None:
         n = self._n(order)
