@@ -124,21 +124,23 @@ _NAN = float("nan")
 
 
 class OrderArchive:
-    """Every order that reached a terminal state, in ~80 bytes each.
+    """Every order that reached a terminal state, in 53 bytes each.
 
     Why: a trading engine runs for days; keeping each finished order as
     Python objects grew memory with every fill. Finished orders are in the
     journal already; what the engine still needs of them is "does this client
     id exist, and how did it end" (idempotency, and telling a re-running
     strategy what happened). Client ids minted by strategies are
-    ``<strategy>-<n>``, so their facts are packed bytes in a list indexed by
-    ``n``; other ids (API, flatten) keep their full view in a dict.
+    ``<strategy>-<n>``, so their facts are fixed-size rows packed into one
+    bytearray per strategy, row ``n - 1``; other ids (API, flatten) keep
+    their full view in a dict.
     """
 
-    _ROW = struct.Struct("<bbbhdddddqq")  # status side type symbol qty filled avg limit _ decided last
+    # status+1 (0 = no row) side type symbol qty filled avg limit decided last
+    _ROW = struct.Struct("<BBBHddddqq")
 
     def __init__(self) -> None:
-        self._by_sid: dict[str, list[bytes | None]] = {}
+        self._by_sid: dict[str, bytearray] = {}
         self._other: dict[str, Order] = {}
         self._symbols: list[str] = []
         self._symbol_index: dict[str, int] = {}
@@ -161,20 +163,21 @@ class OrderArchive:
             return
         rows = self._by_sid.get(key[0])
         if rows is None:
-            rows = self._by_sid[key[0]] = []
-        i = key[1] - 1
-        if i >= len(rows):
-            rows.extend([None] * (i + 1 - len(rows)))
-        if rows[i] is None:
+            rows = self._by_sid[key[0]] = bytearray()
+        size = self._ROW.size
+        at = (key[1] - 1) * size
+        if at + size > len(rows):
+            rows.extend(bytes(at + size - len(rows)))
+        if rows[at] == 0:
             self.count += 1
         sym = self._symbol_index.get(r.symbol)
         if sym is None:
             sym = self._symbol_index[r.symbol] = len(self._symbols)
             self._symbols.append(r.symbol)
-        rows[i] = self._ROW.pack(
-            _STATUS_CODE[st.status], 0 if r.side is Side.BUY else 1, _TYPE_CODE[r.order_type], sym, r.quantity,
-            st.filled_qty, st.avg_price, _NAN if r.limit_price is None else r.limit_price, 0.0, r.decision_seq,
-            st.last_event_seq,
+        self._ROW.pack_into(
+            rows, at, _STATUS_CODE[st.status] + 1, 0 if r.side is Side.BUY else 1, _TYPE_CODE[r.order_type], sym,
+            r.quantity, st.filled_qty, st.avg_price, _NAN if r.limit_price is None else r.limit_price,
+            r.decision_seq, st.last_event_seq,
         )  # fmt: skip
 
     def put_denied(self, cid: str, strategy_id: str, decision_seq: int) -> None:
@@ -191,10 +194,11 @@ class OrderArchive:
         if key is None:
             return None
         rows = self._by_sid.get(key[0])
-        i = key[1] - 1
-        if rows is None or i >= len(rows) or rows[i] is None:
+        at = (key[1] - 1) * self._ROW.size
+        if rows is None or at >= len(rows) or rows[at] == 0:
             return None
-        status, side, otype, sym, qty, filled, avg, limit, _, decided, last = self._ROW.unpack(rows[i])
+        status, side, otype, sym, qty, filled, avg, limit, decided, last = self._ROW.unpack_from(rows, at)
+        status -= 1
         return Order(
             client_order_id=cid, strategy_id=key[0], symbol=self._symbols[sym],
             side=Side.BUY if side == 0 else Side.SELL, quantity=qty, order_type=_TYPE_LIST[otype],
@@ -209,8 +213,8 @@ class OrderArchive:
         if key is None:
             return False
         rows = self._by_sid.get(key[0])
-        i = key[1] - 1
-        return rows is not None and i < len(rows) and rows[i] is not None
+        at = (key[1] - 1) * self._ROW.size
+        return rows is not None and at < len(rows) and rows[at] != 0
 
 
 @dataclass
