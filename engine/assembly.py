@@ -49,7 +49,7 @@ from engine.config import Config, IndicatorSpec
 from engine.journal import Journal, JournalError
 from engine.messages import PipelineCheckpoint, StartFeed, TradingState
 from engine.supervision import (
-    TRADING_CRITICAL_KINDS, Action, ChildSpec, Decision, RestartStrategy, RestartType, SupervisorSpec,
+    TRADING_CRITICAL_KINDS, Action, ChildSpec, Decision, RestartStrategy, SupervisorSpec,
 )
 from engine.venues.base import Venue
 from engine.venues.paper import PaperVenue

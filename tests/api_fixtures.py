@@ -34,7 +34,6 @@ from engine.messages import (
     Order,
     OrderRequest,
     OrderStatus,
-    OrderType,
     PnL,
     Position,
     SetTradingState,

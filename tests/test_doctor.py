@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import socket
 
-import pytest
 
 from engine import doctor as doctor_mod
 from engine.doctor import doctor
