@@ -320,6 +320,7 @@ class OrderActor(EngineActor):
             positions={sym: qty for (s, sym), qty in self.book.strategy_positions.items() if s == sid},
             exposure=exposure,
             open_orders=[o.request.client_order_id for o in self.book.open_orders() if o.request.strategy_id == sid],
+            open=[o.view() for o in self.book.open_orders() if o.request.strategy_id == sid],
         )  # fmt: skip
 
     @handles(GetOrders)

@@ -46,6 +46,9 @@ class StrategyActor(EngineActor):
         if view is not None and view.journal_kind == "run":
             self.runner.state.next_id = max(self.runner.state.next_id, view.next_id)
             self.runner.state.position.update(view.positions)
+            if view.open:
+                # Still in flight at the crash: no new decision until it settles (it is re-sent).
+                self.runner.adopt_pending(view.open[0])
         self.safety.tell(StrategyLifecycle(strategy_id=self.runner.sid, event="started"))
 
     @handles(IndicatorBatch)

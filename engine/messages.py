@@ -565,6 +565,7 @@ class RecoveredView(_Base, frozen=True):
     positions: dict[str, float] = {}  # that strategy's filled position per symbol
     exposure: dict[str, float] = {}  # book-wide filled position + open order quantity per symbol
     open_orders: list[str] = []  # that strategy's open client order ids
+    open: list["Order"] = []  # the same orders in full (a restarted strategy waits on them)
 
 
 class SubmitResult(_Base, frozen=True):

@@ -429,6 +429,12 @@ class StrategyRunner:
         self._trim()
         return out
 
+    def adopt_pending(self, order) -> None:
+        """Take over an order of this strategy that was open when the engine stopped (``run``)."""
+        self.state.pending = _Pending(order.client_order_id, order.symbol, order.side,
+                                      order.quantity - order.filled_qty, order.order_type, order.limit_price,
+                                      order.decision_seq)
+
     # ------------------------------------------------------------------ checkpoint
     def checkpoint(self) -> bytes | None:
         """Runner state at a batch boundary, or None while decisions are unconfirmed."""
