@@ -15,8 +15,8 @@ from engine.journal_runs import start_run
 from engine.messages import Fill, OrderRequest, Side, StartFeed
 
 
-@pytest.mark.timeout(120)
-def test_realtime_pipeline_restart_continues_without_double_trading(tmp_path):
+def run_setup(tmp_path):
+    """A real-time engine config (synthetic feed, paper venue) and a fresh `run` journal."""
     cfg = config_from_dict({
         "engine": {"data_dir": str(tmp_path / "data")}, "journal": {"dir": str(tmp_path / "j")},
         "logging": {"dir": str(tmp_path / "log")}, "api": {"enabled": False},
@@ -25,6 +25,20 @@ def test_realtime_pipeline_restart_continues_without_double_trading(tmp_path):
     })  # fmt: skip
     path = tmp_path / "run.sqlite"
     start_run(path, kind="run").close()
+    return cfg, path
+
+
+def assert_long_only_qty_one(fills) -> None:
+    """RsiMeanReversion is long-only with qty 1: a trade done twice shows as a position of 2 (or -1)."""
+    pos = 0.0
+    for f in sorted(fills, key=lambda f: (f.event_seq, f.trade_id)):
+        pos += f.quantity if f.side is Side.BUY else -f.quantity
+        assert pos in (0.0, 1.0), f"position {pos} after {f.trade_id}: an order was traded twice"
+
+
+@pytest.mark.timeout(120)
+def test_realtime_pipeline_restart_continues_without_double_trading(tmp_path):
+    cfg, path = run_setup(tmp_path)
     fi = faults.FaultInjector()
     faults.install(fi)
     pause = threading.Event()
@@ -53,11 +67,7 @@ def test_realtime_pipeline_restart_continues_without_double_trading(tmp_path):
         fill_recs = sorted((r for _, r in j.records(types=(Fill,))), key=lambda f: (f.event_seq, f.trade_id))
     ids = [o.client_order_id for o in orders]
     assert len(ids) == len(set(ids)), "no client id reused"
-    # RsiMeanReversion is long-only with qty 1: a replayed old tick would show as a position of 2.
-    pos = 0.0
-    for f in fill_recs:
-        pos += f.quantity if f.side is Side.BUY else -f.quantity
-        assert pos in (0.0, 1.0), f"position {pos} after {f.trade_id}: an order was traded twice"
+    assert_long_only_qty_one(fill_recs)
 
 
 class _VenueThatDiesOnAnOrder:
@@ -90,14 +100,7 @@ class _VenueThatDiesOnAnOrder:
 def test_order_in_flight_at_a_restart_is_settled_once_and_not_decided_again(tmp_path):
     from engine.venues.paper import PaperVenue
 
-    cfg = config_from_dict({
-        "engine": {"data_dir": str(tmp_path / "data")}, "journal": {"dir": str(tmp_path / "j")},
-        "logging": {"dir": str(tmp_path / "log")}, "api": {"enabled": False},
-        "feed": {"rate": 4000.0, "max_in_flight": 4},
-        "supervision": {"heartbeat_interval_s": 0.25, "heartbeat_misses": 4},
-    })  # fmt: skip
-    path = tmp_path / "run.sqlite"
-    start_run(path, kind="run").close()
+    cfg, path = run_setup(tmp_path)
     armed, tripped = threading.Event(), threading.Event()
     eng = build_engine(cfg, source_factory=lambda: SyntheticSource(cfg.instruments, seed=cfg.feed.seed),
                        journal_path=path, realtime_rate=cfg.feed.rate, with_monitor=False,
@@ -123,7 +126,4 @@ def test_order_in_flight_at_a_restart_is_settled_once_and_not_decided_again(tmp_
         fill_recs = sorted((r for _, r in j.records(types=(Fill,))), key=lambda f: (f.event_seq, f.trade_id))
         orders = [r for _, r in j.records(types=(OrderRequest,))]
     assert len({o.client_order_id for o in orders}) == len(orders)
-    pos = 0.0
-    for f in fill_recs:
-        pos += f.quantity if f.side is Side.BUY else -f.quantity
-        assert pos in (0.0, 1.0), f"position {pos} after {f.trade_id}: the in-flight order was traded twice"
+    assert_long_only_qty_one(fill_recs)
