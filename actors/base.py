@@ -212,7 +212,8 @@ class EngineActor(pykka.ThreadingActor):
                 dropped += 1
                 self.directory.dead_letter(self.name, envelope.message, "queued behind a stop")
         if dropped:
-            logger.warning("{} stopped with {} queued messages (dead letters)", self.name, dropped)
+            (logger.debug if self.directory.closing else logger.warning)(
+                "{} stopped with {} queued messages (dead letters)", self.name, dropped)
 
     def now_wall_ns(self) -> int:
         return time.time_ns()

@@ -82,6 +82,7 @@ class Directory:
         self._dead_letters: collections.Counter[str] = collections.Counter()
         self._zombie_threads: set[int] = set()
         self._zombie_drops = 0
+        self.closing = False  # set by an orderly shutdown of the whole tree
         self._buffer_limit = buffer_while_down
         self._lock = threading.Lock()
 
@@ -111,6 +112,10 @@ class Directory:
             self._down.add(name)
             self._buffers.setdefault(name, collections.deque())
 
+    def _log_dead(self, text: str, *args: Any) -> None:
+        # While the whole tree shuts down, in-flight messages dying is expected: count, don't alarm.
+        (logger.debug if self.closing else logger.warning)(text, *args)
+
     def unregister(self, name: str) -> None:
         """The actor is gone for good: later messages are dead letters."""
         with self._lock:
@@ -121,7 +126,7 @@ class Directory:
                 self._dead_letters[name] += len(dropped)
         if dropped:
             _fail_pending(dropped, f"actor {name!r} stopped before answering")
-            logger.warning("dead letters: {} messages for stopped actor {}", len(dropped), name)
+            self._log_dead("dead letters: {} messages for stopped actor {}", len(dropped), name)
 
     def retire(self, name: str, ref: pykka.ActorRef, zombie: bool = False) -> int:
         """Unpublish this incarnation of ``name`` and move its queued tells to the buffer front.
@@ -194,7 +199,7 @@ class Directory:
         """Count and log a message that will never be delivered (e.g. a poison message)."""
         with self._lock:
             self._dead_letters[name] += 1
-        logger.warning("dead letter for {}: {} ({})", name, type(msg).__name__, why)
+        self._log_dead("dead letter for {}: {} ({})", name, type(msg).__name__, why)
 
     # -- sending
     def tell(self, name: str, msg: Any) -> bool:
@@ -223,7 +228,7 @@ class Directory:
         self._dead_letters[name] += 1
         count = self._dead_letters[name]
         if count <= 10 or count % 1000 == 0:  # a flood must not flood the log too
-            logger.warning("dead letter for {}: {} (total {})", name, type(msg).__name__, count)
+            self._log_dead("dead letter for {}: {} (total {})", name, type(msg).__name__, count)
         return False
 
     def ask(self, name: str, msg: Any, timeout: float = 5.0) -> Any:

@@ -654,6 +654,7 @@ class Tree:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop every child in reverse start order (each within its shutdown timeout), then the root."""
+        self.directory.closing = True
         ref = self.ref
         if ref is not None and ref.is_alive():
             try:
