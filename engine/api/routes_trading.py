@@ -13,7 +13,7 @@ from typing import Annotated
 
 from litestar import Request, Response, delete, get, post, put
 from litestar.exceptions import NotFoundException, ValidationException
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody, Parameter, QueryParameter
 
 from engine.api.auth import ADMIN, TRADER, VIEWER, requested_by
 from engine.api.bridge import ask_actor
@@ -65,7 +65,7 @@ async def _ask(request: Request, name: str, message: object) -> object:
 @get("/orders", guards=VIEWER, summary="Orders, newest last")
 async def list_orders(
     request: Request,
-    open_only: bool = False,
+    open_only: Annotated[bool, QueryParameter(name="open_only", description="only orders not yet finished")] = False,
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 200,
 ) -> list[Order]:
     return await _ask(request, "orders", GetOrders(open_only=open_only, limit=limit))  # type: ignore[return-value]
