@@ -37,7 +37,7 @@ def _load(path: str | None):
 
 # ---------------------------------------------------------------- config
 def cmd_config(args) -> int:
-    from engine.config import ConfigError, dumps_toml, load_config
+    from engine.config import ConfigError, dumps_redacted, load_config
 
     try:
         cfg = load_config(args.path)
@@ -46,7 +46,7 @@ def cmd_config(args) -> int:
             _print_err(line)
         return EXIT_USAGE
     if args.config_cmd == "show":
-        print(dumps_toml(cfg))
+        print(dumps_redacted(cfg))
     else:
         from strategies.loader import StrategyLoadError, load_strategies
 

@@ -423,8 +423,8 @@ def redacted(cfg: Config | dict[str, Any]) -> dict[str, Any]:
     return walk(data)
 
 
-def dumps_toml(cfg: Config) -> str:
-    """Redacted TOML-ish text for `config show` (stdlib has no TOML writer)."""
+def dumps_redacted(cfg: Config) -> str:
+    """The effective config as indented JSON with secrets redacted, for `config show`."""
     import json
 
     return json.dumps(redacted(cfg), indent=2)

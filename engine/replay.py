@@ -157,25 +157,22 @@ def warm_up(strategies) -> None:
     """
     import numpy as np
 
-    from engine.indicators import atr, bollinger, ema, macd, rsi, sma
+    from engine.config import IndicatorSpec
+    from engine.indicators import IndicatorSet, atr, bollinger, ema, key_for, macd, rsi, sma
+    from engine.messages import IndicatorBatch, freeze
 
     x = np.linspace(1.0, 2.0, 64)
     rsi(x, 14), sma(x, 5), ema(x, 5), bollinger(x, 5, 2.0), macd(x, 3, 6, 2), atr(x, x, x, 5)
-    from engine.config import IndicatorSpec
-    from engine.indicators import IndicatorSet
-
     for st in strategies:
-        IndicatorSet(list(st.indicators()) or [IndicatorSpec(kind="rsi")]).update(x)
-        from engine.indicators import key_for
-        from engine.messages import IndicatorBatch, freeze
-
-        values = {k: freeze(np.full(64, np.nan)) for spec in st.indicators() for k in key_for(spec)}
+        specs = list(st.indicators())
+        IndicatorSet(specs or [IndicatorSpec(kind="rsi")]).update(x)
+        values = {k: freeze(np.full(64, np.nan)) for spec in specs for k in key_for(spec)}
         batch = IndicatorBatch(feed="warm", batch_seq=0, symbol="", first_tick_seq=0,
                                ts_ns=freeze(np.zeros(64, dtype=np.int64)), price=freeze(x), size=freeze(x), values=values)
         try:
             st.decide(batch, 0, 0.0)
         except NotImplementedError:
-            pass
+            pass  # a per-tick strategy: nothing compiled to load
 
 
 class _Capped:

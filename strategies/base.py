@@ -247,15 +247,21 @@ class StrategyRunner:
                                   decision.limit_price, seq)
             known = self._outcomes.get(cid)
             if known is None:
-                out.append(OrderRequest(
-                    client_order_id=cid, strategy_id=self.sid, symbol=symbol, side=decision.side,
-                    quantity=float(decision.quantity), order_type=decision.order_type,
-                    limit_price=decision.limit_price, decision_seq=seq, decision_ts_ns=int(batch.ts_ns[idx]),
-                    epoch=self.epoch, decision_price=float(batch.price[idx]), warm=self.strategy.warm(batch, idx),
-                ))  # fmt: skip
+                out.append(self._request(cid, batch, idx, decision.side, float(decision.quantity),
+                                         decision.order_type, decision.limit_price))
             i = idx + 1
             if known is not None and known[0] == "gone":
                 st.pending = None
+
+    def _request(self, cid: str, batch: IndicatorBatch, idx: int, side: Side, qty: float,
+                 order_type: OrderType, limit_price: float | None) -> OrderRequest:
+        """The order a decision on tick ``idx`` of ``batch`` becomes (current epoch)."""
+        return OrderRequest(
+            client_order_id=cid, strategy_id=self.sid, symbol=batch.symbol, side=side, quantity=qty,
+            order_type=order_type, limit_price=limit_price, decision_seq=batch.first_tick_seq + idx,
+            decision_ts_ns=int(batch.ts_ns[idx]), epoch=self.epoch, decision_price=float(batch.price[idx]),
+            warm=self.strategy.warm(batch, idx),
+        )  # fmt: skip
 
     def _scan(self, batch: IndicatorBatch, start: int, out: list[OrderRequest]) -> bool:
         """All of a batch's decisions in one strategy call (see Strategy.scan)."""
@@ -283,11 +289,7 @@ class StrategyRunner:
             st.next_id += 1
             side = Side.BUY if q > 0 else Side.SELL
             qty = abs(q)
-            out.append(OrderRequest(
-                client_order_id=cid, strategy_id=self.sid, symbol=symbol, side=side, quantity=qty,
-                order_type=OrderType.MARKET, decision_seq=first + idx, decision_ts_ns=int(batch.ts_ns[idx]),
-                epoch=self.epoch, decision_price=float(batch.price[idx]), warm=self.strategy.warm(batch, idx),
-            ))  # fmt: skip
+            out.append(self._request(cid, batch, idx, side, qty, OrderType.MARKET, None))
             pend = _Pending(cid, symbol, side, qty, OrderType.MARKET, None, first + idx)
             if idx + 1 < n:
                 self._shadow_fill[cid] = first + idx + 1
