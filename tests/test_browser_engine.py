@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.api_fixtures import PASSWORD, real_engine_env
-from tests.test_browser import CHROMIUM, LAUNCH_ARGS
+from tests.api_fixtures import real_engine_env
+from tests.test_browser import CHROMIUM, logged_in_dashboard, press_kill_switch_and_see_halted
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install playwright)")
 expect = playwright_api.expect
@@ -26,43 +26,21 @@ pytestmark = [
 
 def test_real_engine_dashboard_live_numbers_and_kill_switch(tmp_path):
     with real_engine_env(tmp_path, rate=2000.0) as env:
-        with playwright_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                console_errors: list[str] = []
-                page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-                page.goto(env.server.url + "/")
-                page.fill("#username", "alice")
-                page.fill("#password", PASSWORD)
-                page.click("#login-button")
-                page.wait_for_selector("#dashboard:not([hidden])", timeout=10_000)
-                expect(page.locator("#stream-status")).to_have_text("live", timeout=10_000)
-                expect(page.locator("#trading-state")).to_have_text("ACTIVE", timeout=10_000)
-
-                # Live numbers from the real engine: the tick counter moves, throughput is shown,
-                # the strategy's fills arrive, the actor tree lists the real actors.
-                ticks = page.locator("#ticks")
-                expect(ticks).to_have_text(re.compile(r"^\d[\d,]*$"), timeout=10_000)
-                first = ticks.text_content()
-                expect(ticks).not_to_have_text(first, timeout=10_000)
-                expect(page.locator("#throughput")).to_have_text(re.compile(r"\d ticks/s$"), timeout=10_000)
-                expect(page.locator("#fill-count")).to_have_text(re.compile(r"^[1-9]\d*$"), timeout=20_000)
-                expect(page.locator("#pnl-total")).to_have_text(re.compile(r"^-?\d+\.\d\d$"), timeout=10_000)
-                names = page.locator("#actors tr td:first-child").all_text_contents()
-                assert {"orders", "safety", "feed", "strategy:rsi_mr"} <= set(names), names
-                assert page.text_content("#rss").endswith("MiB")
-
-                page.click("#btn-kill")
-                page.wait_for_selector("#confirm[open]", timeout=5_000)
-                page.click("#confirm-yes")
-                expect(page.locator("#trading-state")).to_have_text("HALTED", timeout=10_000)
-                assert "HALTED" in page.get_attribute("#trading-state", "class")
-                shot = Path(os.environ.get("ACTORTRADER_SCREENSHOT_DIR", tmp_path)) / "dashboard-real-engine-halted.png"
-                page.screenshot(path=str(shot), full_page=True)
-                assert shot.stat().st_size > 10_000
-                assert not [e for e in console_errors if "Content Security Policy" in e], console_errors
-            finally:
-                browser.close()
+        with logged_in_dashboard(env.server.url) as (page, console_errors):
+            expect(page.locator("#trading-state")).to_have_text("ACTIVE", timeout=10_000)
+            # Live numbers from the real engine: the tick counter moves, throughput is shown,
+            # the strategy's fills arrive, the actor tree lists the real actors.
+            ticks = page.locator("#ticks")
+            expect(ticks).to_have_text(re.compile(r"^\d[\d,]*$"), timeout=10_000)
+            first = ticks.text_content()
+            expect(ticks).not_to_have_text(first, timeout=10_000)
+            expect(page.locator("#throughput")).to_have_text(re.compile(r"\d ticks/s$"), timeout=10_000)
+            expect(page.locator("#fill-count")).to_have_text(re.compile(r"^[1-9]\d*$"), timeout=20_000)
+            expect(page.locator("#pnl-total")).to_have_text(re.compile(r"^-?\d+\.\d\d$"), timeout=10_000)
+            names = page.locator("#actors tr td:first-child").all_text_contents()
+            assert {"orders", "safety", "feed", "strategy:rsi_mr"} <= set(names), names
+            assert page.text_content("#rss").endswith("MiB")
+            shot = Path(os.environ.get("ACTORTRADER_SCREENSHOT_DIR", tmp_path)) / "dashboard-real-engine-halted.png"
+            press_kill_switch_and_see_halted(page, console_errors, shot)
         state = env.client.get("/api/v1/trading-state", headers=env.headers("vic")).json()
         assert state["state"] == "HALTED" and state["kill_switch"] is True  # the click reached the real SafetyActor
