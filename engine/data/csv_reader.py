@@ -39,7 +39,7 @@ from engine.data.blocks import (
     required_columns,
     to_tick_columns,
 )
-from engine.data.errors import DataError
+from engine.data.errors import DataError, require_file
 
 _ARROW_TYPES = {"ts_ns": pa.int64(), "side": pa.int8(), "symbol": pa.string()}
 _NEVER = "\x1f"  # ASCII unit separator: not in any CSV we read
@@ -52,10 +52,7 @@ class CsvReader:
         self.path = str(path)
         self.kind = kind
         self.chunk_rows = max(1, int(chunk_rows))
-        if not Path(self.path).exists():
-            raise DataError(self.path, None, "file not found")
-        if Path(self.path).is_dir():
-            raise DataError(self.path, None, "is a directory, expected a CSV file")
+        require_file(self.path, "a CSV file")
         self.names: list[str] = []
         self._positions: list[int] = []
         self._ncols = 0

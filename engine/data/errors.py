@@ -17,3 +17,13 @@ class DataError(Exception):
         self.path = str(path)
         self.line = line
         self.problem = problem
+
+
+def require_file(path: str, expected: str) -> None:
+    """Raise :class:`DataError` unless ``path`` is an existing file (``expected`` names the format)."""
+    from pathlib import Path
+
+    if not Path(path).exists():
+        raise DataError(path, None, "file not found")
+    if Path(path).is_dir():
+        raise DataError(path, None, f"is a directory, expected {expected}")

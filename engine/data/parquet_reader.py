@@ -25,7 +25,7 @@ from engine.data.blocks import (
     required_columns,
     to_tick_columns,
 )
-from engine.data.errors import DataError
+from engine.data.errors import DataError, require_file
 
 
 class ParquetReader:
@@ -33,8 +33,7 @@ class ParquetReader:
         self.path = str(path)
         self.kind = kind
         self.chunk_rows = max(1, int(chunk_rows))
-        if not Path(self.path).exists():
-            raise DataError(self.path, None, "file not found")
+        require_file(self.path, "a Parquet file")
         try:
             self._file = pq.ParquetFile(self.path)
         except (pa.ArrowInvalid, OSError) as exc:
