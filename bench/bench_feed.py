@@ -39,14 +39,13 @@ from actors.directory import Directory  # noqa: E402
 from actors.indicator import IndicatorActor  # noqa: E402
 from actors.market_feed import MarketFeedActor  # noqa: E402
 from engine.config import IndicatorSpec, Instrument  # noqa: E402
+from engine.replay import ingest  # noqa: E402
 from engine.data.sources import TickChunk, TickSource, open_tick_source  # noqa: E402
 from engine.messages import EndOfStream, GetFeedStats, IndicatorBatch, StartFeed  # noqa: E402
 
 def ensure_cache() -> None:
     """Read the whole file once so the columnar cache exists (a partial first pass writes none)."""
-    src = open_tick_source(SPY, symbol="SPY", instruments=[Instrument(symbol="SPY")], cache_dir=RESULTS / "cache")
-    for _ in src:
-        pass
+    ingest(lambda: open_tick_source(SPY, symbol="SPY", instruments=[Instrument(symbol="SPY")], cache_dir=RESULTS / "cache"))
 
 
 SPY = ROOT.parent / "shared" / "data" / "ticks" / "spy_trades_lean" / "SPY_trades_20131007-20131011.norm.csv.gz"

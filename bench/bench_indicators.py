@@ -24,13 +24,12 @@ sys.path.insert(0, str(ROOT))
 
 from engine import indicators as ind  # noqa: E402
 from engine.config import Instrument  # noqa: E402
+from engine.replay import ingest  # noqa: E402
 from engine.data.sources import open_tick_source  # noqa: E402
 
 def ensure_cache() -> None:
     """Read the whole file once so the columnar cache exists (a partial first pass writes none)."""
-    src = open_tick_source(SPY, symbol="SPY", instruments=[Instrument(symbol="SPY")], cache_dir=RESULTS / "cache")
-    for _ in src:
-        pass
+    ingest(lambda: open_tick_source(SPY, symbol="SPY", instruments=[Instrument(symbol="SPY")], cache_dir=RESULTS / "cache"))
 
 
 SPY = ROOT.parent / "shared" / "data" / "ticks" / "spy_trades_lean" / "SPY_trades_20131007-20131011.norm.csv.gz"
