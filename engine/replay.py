@@ -131,9 +131,9 @@ def run_replay(
 
 
 def ingest(open_source) -> float:
-    """Build the columnar cache of a data file once (validation + Arrow IPC copy).
+    """Build the columnar cache of a data file once (validation + raw column copy).
 
-    Replays then stream memory-mapped columns instead of re-parsing text, the
+    Replays then stream the cached columns instead of re-parsing text, the
     way a data catalog is ingested once and read many times. Returns seconds
     spent (0 when the cache was already valid).
     """

@@ -148,7 +148,7 @@ def test_cache_replays_identical_ticks_and_counters_without_rewriting_rejects(tm
     rejects, cache = tmp_path / "r.csv", tmp_path / "cache"
     first = open_tick_source(path, symbol="SPY", instruments=INSTR, rejects_path=rejects, cache_dir=cache)
     c1, ts1, p1 = drain(first)
-    assert not first.cache_hit and len(list(cache.glob("*.arrow"))) == 1 and len(list(cache.glob("*.json"))) == 1
+    assert not first.cache_hit and len(list(cache.glob("*.cols"))) == 1 and len(list(cache.glob("*.json"))) == 1
     second = open_tick_source(path, symbol="SPY", instruments=INSTR, rejects_path=rejects, cache_dir=cache)
     c2, ts2, p2 = drain(second)
     assert second.cache_hit
@@ -156,7 +156,7 @@ def test_cache_replays_identical_ticks_and_counters_without_rewriting_rejects(tm
     np.testing.assert_array_equal(p1, p2)
     assert (second.rows_read, second.rejected_by_reason) == (first.rows_read, first.rejected_by_reason)
     assert len(read_rejects(rejects)) == 9  # not written again
-    assert not c2[0].price.flags.writeable  # zero-copy view of the mapped file
+    assert not c2[0].price.flags.writeable  # read-only: every batch cut from a chunk shares its buffer
     # changing the file invalidates the entry
     path.write_bytes(gzip.compress(BAD_CSV + b"1009,101.2,1\n"))
     os.utime(path, ns=(1, 1))
@@ -165,13 +165,31 @@ def test_cache_replays_identical_ticks_and_counters_without_rewriting_rejects(tm
     assert not third.cache_hit and ts3[-1] == 1009
 
 
+def test_cache_keeps_symbols_and_side_and_rebuilds_a_truncated_file(tmp_path):
+    path = tmp_path / "multi.csv"
+    path.write_text("ts_ns,price,size,side,symbol\n1,10,1,1,SPY\n2,11,1,-1,SPY\n2,50,2,1,QQQ\n3,12,1,0,SPY\n5,51,1,1,QQQ\n")
+
+    def read(cache):
+        src = open_tick_source(path, instruments=INSTR, chunk_rows=2, cache_dir=cache)
+        chunks = [(c.symbol, c.first_tick_seq, c.ts_ns.tolist(), c.price.tolist(), c.side.tolist()) for c in src]
+        return chunks, src.cache_hit
+
+    parsed, hit = read(tmp_path / "c")
+    assert not hit
+    assert read(tmp_path / "c") == (parsed, True)
+    data = next((tmp_path / "c").glob("*.cols"))
+    data.write_bytes(data.read_bytes()[:-3])  # a torn copy: not trusted, parsed again
+    assert read(tmp_path / "c") == (parsed, False)
+    assert read(tmp_path / "c") == (parsed, True)
+
+
 def test_abandoned_first_pass_leaves_no_cache_entry(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("ts_ns,price,size\n" + "".join(f"{i},100,1\n" for i in range(100)))
     src = open_tick_source(path, symbol="SPY", instruments=INSTR, chunk_rows=10, cache_dir=tmp_path / "c")
     next(src)
     src.close()
-    assert not list((tmp_path / "c").glob("*.json")) and not list((tmp_path / "c").glob("*.arrow*"))
+    assert not list((tmp_path / "c").glob("*.json")) and not list((tmp_path / "c").glob("*.cols*"))
 
 
 @pytest.mark.parametrize("cached", [False, True])

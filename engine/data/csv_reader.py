@@ -14,6 +14,10 @@ columnar cache (``cache.py``) makes every later read of the file fast.
 Numbers are converted with vectorized casts per block; only a block that has
 a malformed value falls back to parsing that block row by row in Python.
 
+pyarrow is imported by the methods that parse, not at module top: a replay
+that reads the columnar cache never parses and so never pays pyarrow's
+~30 MB of RSS.
+
 Format notes: the normalized files have no quoting, so quoted fields are not
 supported; blank lines are skipped (they still count as lines); fields are
 matched to columns by the header, extra columns are ignored.
@@ -22,12 +26,9 @@ matched to columns by the header, extra columns are ignored.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pcsv
 
 from engine.data.blocks import (
     INT_COLUMNS,
@@ -41,7 +42,10 @@ from engine.data.blocks import (
 )
 from engine.data.errors import DataError, require_file
 
-_ARROW_TYPES = {"ts_ns": pa.int64(), "side": pa.int8(), "symbol": pa.string()}
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
 _NEVER = "\x1f"  # ASCII unit separator: not in any CSV we read
 
 
@@ -60,6 +64,9 @@ class CsvReader:
         self._odd_rows = 0
 
     def _open(self) -> pcsv.CSVStreamingReader:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
         block = max(1 << 16, min(self.chunk_rows * 48, 1 << 24))
         try:
             return pcsv.open_csv(
@@ -104,6 +111,8 @@ class CsvReader:
         self._ncols = len(names)
 
     def __iter__(self) -> Iterator[ParsedBlock]:
+        import pyarrow as pa
+
         reader = self._open()
         self._line = 0
         first_block = True
@@ -130,6 +139,9 @@ class CsvReader:
 
     # -- parsing one block
     def _parse(self, lines: pa.Array, first_line: int) -> ParsedBlock:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         n = len(lines)
         numbers = np.arange(first_line, first_line + n, dtype=np.int64)
         lengths = pc.binary_length(lines).to_numpy(zero_copy_only=False)
@@ -160,6 +172,10 @@ class CsvReader:
         return ParsedBlock(lines=numbers[good_idx], cols=cols, raw=raw_good, bad=bad)
 
     def _fast_columns(self, fields: pa.Array) -> dict[str, np.ndarray] | None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arrow_types = {"ts_ns": pa.int64(), "side": pa.int8(), "symbol": pa.string()}
         out: dict[str, np.ndarray] = {}
         try:
             for name, pos in zip(self.names, self._positions):
@@ -170,7 +186,7 @@ class CsvReader:
                         return None
                     out[name] = text.to_numpy(zero_copy_only=False).astype(object)
                     continue
-                arrow_type = _ARROW_TYPES.get(name, pa.float64())
+                arrow_type = arrow_types.get(name, pa.float64())
                 values = pc.cast(text, arrow_type)
                 if name == "side" and len(values) and (
                     pc.max(values).as_py() > 1 or pc.min(values).as_py() < -1

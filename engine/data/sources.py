@@ -25,7 +25,6 @@ from engine.data.blocks import ParsedBlock
 from engine.data.cache import CacheEntry, CacheWriter, cache_key, read_cached
 from engine.data.csv_reader import CsvReader
 from engine.data.errors import DataError
-from engine.data.parquet_reader import ParquetReader
 from engine.data.quarantine import Quarantine
 from engine.data.validate import CODE, NO_TS, OK, REASON_OF_CODE, price_size_codes, ts_codes
 
@@ -168,7 +167,12 @@ class FileTickSource(TickSource):
         self._cached_meta: dict[str, Any] | None = None
         lower = self.path.lower()
         self.format = "parquet" if lower.endswith((".parquet", ".pq")) else "csv"
-        self.reader = (ParquetReader if self.format == "parquet" else CsvReader)(self.path, kind, chunk_rows)
+        if self.format == "parquet":
+            from engine.data.parquet_reader import ParquetReader  # pyarrow (~30 MB RSS) only for Parquet files
+
+            self.reader = ParquetReader(self.path, kind, chunk_rows)
+        else:
+            self.reader = CsvReader(self.path, kind, chunk_rows)
         self.cache: CacheEntry | None = None
         if cache_dir is not None and self.format == "csv":
             self.cache = CacheEntry(Path(cache_dir), cache_key(self.path, kind, self.symbol, self.known))
