@@ -23,7 +23,7 @@ from actors.directory import Directory
 from actors.safety import KillFlag
 from engine.journal import Journal, JournalError
 from engine.messages import (
-    BatchDone, CancelAll, CancelOrder, DenyReason, EndOfStream, FeedCheckpoint, Flatten, GetOrder, GetOrders, GetPnL, GetRecovered,
+    BatchDone, CancelAll, CancelOrder, DenyReason, EndOfStream, FeedCheckpoint, FillBlock, Flatten, GetOrder, OrderBlock, GetOrders, GetPnL, GetRecovered,
     RecoveredView,
     GetPositions, Order, OrderDenied, OrderEvent, PipelineCheckpoint, OrderRequest, OrderStatus, OrderType, OrderUpdates, Round,
     SetTradingState, Side, StrategyLifecycle, TradingState, TradingStateChanged, VenueReport,
@@ -63,6 +63,8 @@ class OrderActor(EngineActor):
         self.recovered = None
         self.rounds = 0
         self.flatten_seq = 0
+        # Blocks journaled and sent, awaiting their FillBlock: (strategy id, first number) -> block.
+        self.blocks_at_venue: dict[tuple[str, int], OrderBlock] = {}
 
     def on_start(self) -> None:
         try:
@@ -127,7 +129,9 @@ class OrderActor(EngineActor):
         retold: list[OrderEvent] = []
         to_send: list[OrderRequest] = []
         killed = self.kill.is_set()
-        for req in rnd.approved:
+        blocks, approved = self._split_blocks(rnd, killed)
+        records.extend(blocks)
+        for req in approved:
             cid = req.client_order_id
             if self.book.known(cid):
                 # Idempotent: the same client id twice sends nothing new ...
@@ -152,11 +156,14 @@ class OrderActor(EngineActor):
         records.extend(new_denials)
         denials = list(rnd.denials) + [d for d in new_denials if d not in rnd.denials]
         if not self._journal(records):
-            to_send = []
+            to_send, blocks = [], []
             denials = [OrderDenied(client_order_id=r.client_order_id, strategy_id=r.strategy_id,
                                    reason=DenyReason.JOURNAL_UNAVAILABLE, detail=self.journal_failed,
-                                   epoch=r.epoch, decision_seq=r.decision_seq) for r in rnd.approved]
+                                   epoch=r.epoch, decision_seq=r.decision_seq)
+                       for r in (*(q for b in rnd.blocks for q in b.requests()), *rnd.approved)]
         else:
+            for blk in blocks:
+                self.book.submit_block(blk)
             for req in to_send:
                 if req.client_order_id not in self.book.live:
                     self.book.submit(req)
@@ -171,13 +178,37 @@ class OrderActor(EngineActor):
             # (A paper venue that restarted never knew them; a live one is asked first.)
             to_send.extend(self.book.live[c].request for c in sorted(self.in_flight_resend) if c in self.book.live)
             self.in_flight_resend.clear()
-        if self.kill.is_set() and to_send:  # pulled while we were journaling
+        if self.kill.is_set() and (to_send or blocks):  # pulled while we were journaling
             to_send = [r for r in to_send if r.reduce_only]
+            for blk in blocks:  # journaled, never sent: they stay SUBMITTED, as single orders would
+                for req in blk.requests():
+                    self.book.submit(req)
+            blocks = []
+        for blk in blocks:
+            self.blocks_at_venue[(blk.strategy_id, blk.first_number)] = blk
         self.venue.tell(Round(
             feed=rnd.feed, batch_seq=rnd.batch_seq, symbol=rnd.symbol, first_tick_seq=rnd.first_tick_seq,
-            ts_ns=rnd.ts_ns, price=rnd.price, approved=to_send, cancels=rnd.cancels,
+            ts_ns=rnd.ts_ns, price=rnd.price, approved=to_send, blocks=blocks, cancels=rnd.cancels,
             end_of_stream=rnd.end_of_stream, strategies=rnd.strategies, recv_wall_ns=rnd.recv_wall_ns,
         ))  # fmt: skip
+
+    def _split_blocks(self, rnd: Round, killed: bool) -> tuple[list[OrderBlock], list[OrderRequest]]:
+        """Blocks that go as they are, and everything else as single orders (in decision order).
+
+        A block goes whole only if none of its ids exists yet and the kill
+        switch is not pulled; otherwise its orders take the single-order path,
+        which knows how to answer re-sends and denials one by one.
+        """
+        if not rnd.blocks:
+            return [], rnd.approved
+        whole: list[OrderBlock] = []
+        single: list[OrderRequest] = []
+        for blk in rnd.blocks:
+            if single or killed or not self.book.is_new_block(blk):
+                single.extend(blk.requests())
+            else:
+                whole.append(blk)
+        return whole, (single + list(rnd.approved)) if single else rnd.approved
 
     @handles(VenueReport)
     def on_report(self, rep: VenueReport) -> None:
@@ -187,12 +218,21 @@ class OrderActor(EngineActor):
         records: list = []
         events: list[OrderEvent] = []
         fills = []
+        filled_blocks: list[tuple[OrderBlock, FillBlock]] = []
+        rep_fills, rep_events = rep.fills, rep.events
+        for fb in rep.fill_blocks:
+            blk = self.blocks_at_venue.pop((fb.strategy_id, fb.first_number), None)
+            if blk is not None and len(blk) == len(fb):
+                filled_blocks.append((blk, fb))
+                records.append(fb)
+            else:  # not a block we sent as such: judge its fills one by one
+                rep_fills, rep_events = [*rep_fills, *fb.fills()], [*rep_events, *fb.events()]
         live = self.book.live
-        for f in rep.fills:
+        for f in rep_fills:
             st = live.get(f.client_order_id)
             if st is not None and f.trade_id not in st.trade_ids:
                 fills.append(f)
-        for ev in rep.events:
+        for ev in rep_events:
             st = live.get(ev.client_order_id)
             if st is None or st.status is ev.status:
                 continue
@@ -206,14 +246,18 @@ class OrderActor(EngineActor):
             records.append(FeedCheckpoint(feed=rep.feed, batch_seq=rep.batch_seq, last_tick_seq=rep.watermark))
         if not self._journal(records):
             return  # halted; nothing unjournaled is applied or told
+        for blk, fb in filled_blocks:
+            self.book.apply_fill_block(blk, fb)
         for f in fills:
             self.book.apply_fill(f)
         for ev in events:
             self.book.apply_event(ev)
         self.rounds += 1
-        if events or fills:
-            self._tell_strategies(events=events, fills=fills, watermark=rep.watermark)
-            upd = OrderUpdates(strategy_id="*", events=events, fills=fills, venue_watermark=rep.watermark,
+        if events or fills or filled_blocks:
+            fill_blocks = [fb for _, fb in filled_blocks]
+            self._tell_strategies(events=events, fills=fills, watermark=rep.watermark, fill_blocks=fill_blocks)
+            upd = OrderUpdates(strategy_id="*", events=events, fills=fills, fill_blocks=fill_blocks,
+                               venue_watermark=rep.watermark,
                                realized_pnl=self.book.realized_total() - self.book.fees_total())
             self.safety.tell(upd)
             if self.events is not None:
@@ -229,11 +273,12 @@ class OrderActor(EngineActor):
                           status=o.status, event_seq=o.last_event_seq, ts_ns=0, filled_qty=o.filled_qty,
                           avg_price=o.avg_price)
 
-    def _tell_strategies(self, events=(), fills=(), denials=(), watermark: int = -1) -> None:
+    def _tell_strategies(self, events=(), fills=(), denials=(), watermark: int = -1, fill_blocks=()) -> None:
         by_sid: dict[str, dict[str, list]] = {}
-        for kind, items in (("events", events), ("fills", fills), ("denials", denials)):
+        for kind, items in (("events", events), ("fills", fills), ("denials", denials), ("fill_blocks", fill_blocks)):
             for item in items:
-                by_sid.setdefault(item.strategy_id, {"events": [], "fills": [], "denials": []})[kind].append(item)
+                by_sid.setdefault(item.strategy_id, {"events": [], "fills": [], "denials": [],
+                                                     "fill_blocks": []})[kind].append(item)
         for sid, parts in by_sid.items():
             if sid in ("api", "flatten"):
                 continue

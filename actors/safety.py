@@ -122,7 +122,7 @@ class SafetyActor(EngineActor):
             self.state.last_price[symbol] = float(ref.price[-1])
             self.state.last_ts_ns[symbol] = int(ref.ts_ns[-1])
             self.last_seq = ref.first_tick_seq + len(ref.price) - 1
-        orders = [o for b in batches for o in b.orders]
+        approved_blocks, orders = self._check_blocks(batches)
         if len(batches) > 1:
             order_index = {s.strategy_id: k for k, s in enumerate(batches)}
             orders.sort(key=lambda o: (o.decision_seq, order_index[o.strategy_id]))
@@ -133,10 +133,41 @@ class SafetyActor(EngineActor):
         self.orders.tell(Round(
             feed=feed, batch_seq=batch_seq, symbol=symbol, first_tick_seq=ref.first_tick_seq if ref else 0,
             ts_ns=ref.ts_ns if ref else None, price=ref.price if ref else None, approved=approved,
-            denials=denials, cancels=[c for b in batches for c in b.cancels],
+            blocks=approved_blocks, denials=denials, cancels=[c for b in batches for c in b.cancels],
             end_of_stream=bool(ref and ref.end_of_stream), strategies=[b.strategy_id for b in batches],
             recv_wall_ns=recv or time.time_ns(),
         ))  # fmt: skip
+
+    def _check_blocks(self, batches: list[OrderBatch]) -> tuple[list, list[OrderRequest]]:
+        """Pass whole OrderBlocks that clear every check; the rest become single orders.
+
+        Only when one strategy has orders in the round: strategies share
+        exposure and the rate limit, so orders of several are checked one by
+        one in decision order, exactly as before blocks existed.
+        """
+        busy = [b for b in batches if b.orders or b.blocks]
+        if len(busy) > 1:
+            return [], [o for b in batches for blk in b.blocks for o in blk.requests()] + [o for b in batches for o in b.orders]
+        if not busy or not busy[0].blocks:
+            return [], [o for b in batches for o in b.orders]
+        st = self.state
+        st.kill_switch = self.kill.is_set()
+        passed, single = [], []
+        for blk in busy[0].blocks:
+            if single:  # after a block that needed a closer look, keep decision order
+                single.extend(blk.requests())
+                continue
+            if blk.epoch < self.min_epoch.get(blk.strategy_id, 0):
+                self.superseded += len(blk)
+                continue
+            now = blk.decision_ts_ns.tolist() if self.event_time else [time.time_ns()] * len(blk)
+            if 0 not in now and risk.block_passes(blk, st, self.limits, self.instruments, now):
+                risk.record_block(blk, st, now)
+                self.approved += len(blk)
+                passed.append(blk)
+            else:
+                single.extend(blk.requests())
+        return passed, single + list(busy[0].orders)
 
     def _check_all(self, orders: list[OrderRequest], from_strategy: bool = True) -> tuple[list[OrderRequest], list[OrderDenied]]:
         """Check in order. Epochs (rollback supersession) apply to strategy orders only."""

@@ -58,9 +58,9 @@ class StrategyActor(EngineActor):
         self.last_batch[batch.feed] = batch.batch_seq
         if _metrics is not None and batch.recv_wall_ns:
             _metrics.record_ns("feed_to_strategy", time.time_ns() - batch.recv_wall_ns)
-        orders = self.runner.on_batch(batch)
+        blocks, orders = self.runner.on_batch_columns(batch)
         self.safety.tell(OrderBatch(
-            strategy_id=self.runner.sid, feed=batch.feed, batch_seq=batch.batch_seq, orders=orders,
+            strategy_id=self.runner.sid, feed=batch.feed, batch_seq=batch.batch_seq, orders=orders, blocks=blocks,
             symbol=batch.symbol, first_tick_seq=batch.first_tick_seq, ts_ns=batch.ts_ns, price=batch.price,
             recv_wall_ns=batch.recv_wall_ns,
         ))  # fmt: skip

@@ -47,6 +47,6 @@ class VenueActor(EngineActor):
             # feed the end-to-end "tick -> order at venue" histogram.
             waited = time.time_ns() - rnd.recv_wall_ns
             _metrics.record_ns("feed_to_venue", waited)
-            if rnd.approved:
+            if rnd.approved or rnd.blocks:
                 _metrics.record_ns("tick_to_order_at_venue", waited)
         self.orders.tell(self.venue.on_round(rnd))

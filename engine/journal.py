@@ -95,7 +95,7 @@ from typing import Any
 
 import msgspec
 
-from engine.messages import ALL_MESSAGE_TYPES, _enc_hook, from_msgpack, to_msgpack
+from engine.messages import ALL_MESSAGE_TYPES, OrderBlock, _enc_hook, from_msgpack, to_msgpack
 
 SCHEMA_VERSION = 1
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -492,13 +492,29 @@ class Journal:
 
     # ---------------------------------------------------------------- read
 
-    def records(self, after_seq: int = 0, types: tuple[type, ...] | None = None) -> Iterator[tuple[int, Any]]:
-        """Yield ``(seq, record)`` with ``seq > after_seq`` in seq order, optionally only ``types``."""
+    def records(self, after_seq: int = 0, types: tuple[type, ...] | None = None,
+                expand: bool = True) -> Iterator[tuple[int, Any]]:
+        """Yield ``(seq, record)`` with ``seq > after_seq`` in seq order, optionally only ``types``.
+
+        With ``expand`` (the default) an :class:`OrderBlock` / :class:`FillBlock`
+        is yielded as the per-order records it stands for, all with the
+        block's seq: readers see one history whichever way it was written.
+        """
         names = None if types is None else frozenset(_type_name(t) for t in types)
-        for first_seq, _last, _types, frames in self._iter_batches(after_seq, names):
+        wanted = names
+        if expand and names is not None:
+            wanted = names | {carrier for carrier, carried in _CARRIES.items() if carried & names}
+        for first_seq, _last, _types, frames in self._iter_batches(after_seq, wanted):
             for seq, name, body in self._frames(frames, first_seq):
-                if seq > after_seq and (names is None or name in names):
-                    yield seq, self._decode(seq, body)
+                if seq <= after_seq or (wanted is not None and name not in wanted):
+                    continue
+                record = self._decode(seq, body)
+                if expand and name in _CARRIES:
+                    for part in expand_block(record):
+                        if names is None or _KNOWN_TYPES[part.__class__] in names:
+                            yield seq, part
+                elif names is None or name in names:
+                    yield seq, record
 
     def last_record(self, type_: type) -> tuple[int, Any] | None:
         """The newest record of ``type_`` (e.g. the latest FeedCheckpoint), or None."""
@@ -520,6 +536,8 @@ class Journal:
         if types is None:
             return self._last_seq
         names = frozenset(_type_name(t) for t in types)
+        if any(carried & names for carried in _CARRIES.values()):
+            return sum(1 for _ in self.records(types=types))  # blocks count as the records they carry
         return sum(1 for _seq, name, _body in self._raw_frames(0, names) if name in names)
 
     def get_meta(self, key: str) -> str | None:
@@ -610,6 +628,16 @@ _READ_PAGE = 256  # batch rows fetched per lock acquisition when iterating
 _INSERT_BATCH = "INSERT INTO batches(first_seq, last_seq, wall_ns, types, frames) VALUES (?, ?, ?, ?, ?)"
 _SELECT_BATCHES = "SELECT first_seq, last_seq, types, frames FROM batches WHERE last_seq > ? ORDER BY first_seq LIMIT ?"
 _KNOWN_TYPES: dict[type, str] = {cls: _type_name(cls) for cls in ALL_MESSAGE_TYPES}
+# Column records and the per-order record types they expand to (see Journal.records).
+_CARRIES: dict[str, frozenset[str]] = {"OrderBlock": frozenset({"OrderRequest"}),
+                                       "FillBlock": frozenset({"Fill", "OrderEvent"})}
+
+
+def expand_block(record: Any) -> list:
+    """The per-order records an OrderBlock / FillBlock stands for (fills before completions)."""
+    if isinstance(record, OrderBlock):
+        return record.requests()
+    return [*record.fills(), *record.events()]
 _BY_NAME: dict[str, type] = {name: cls for cls, name in _KNOWN_TYPES.items()}
 _PREFIX: dict[type, bytes] = {cls: name.encode() + b"\x00" for cls, name in _KNOWN_TYPES.items()}
 # The same encoder as engine.messages.to_msgpack (same hook, same bytes), called

@@ -55,7 +55,7 @@ def _ext_hook(code: int, data: memoryview) -> Any:
     if code != _NDARRAY_EXT:
         raise NotImplementedError(f"unknown msgpack extension {code}")
     hlen = int.from_bytes(data[:2], "little")
-    dtype, shape = bytes(data[2 : 2 + hlen]).decode().split("|")
+    dtype, shape = bytes(data[2 : 2 + hlen]).decode().rsplit("|", 1)  # "|b1", "|i1": the dtype may hold a "|"
     dims = tuple(int(d) for d in shape.split(",") if d)
     arr = np.frombuffer(bytes(data[2 + hlen :]), dtype=np.dtype(dtype)).reshape(dims)
     return freeze(arr)
@@ -273,6 +273,7 @@ class OrderBatch(_Base, frozen=True):
     batch_seq: int
     orders: list[OrderRequest]
     cancels: list[str] = []
+    blocks: list["OrderBlock"] = []  # decided before ``orders`` (earlier ticks); see OrderBlock
     symbol: str = ""
     first_tick_seq: int = 0
     ts_ns: np.ndarray | None = None
@@ -291,6 +292,7 @@ class Round(_Base, frozen=True):
     ts_ns: np.ndarray | None
     price: np.ndarray | None
     approved: list[OrderRequest] = []
+    blocks: list["OrderBlock"] = []  # approved blocks (decided before ``approved``)
     denials: list["OrderDenied"] = []
     cancels: list[str] = []
     end_of_stream: bool = False
@@ -306,10 +308,109 @@ class VenueReport(_Base, frozen=True):
     symbol: str
     events: list["OrderEvent"] = []
     fills: list["Fill"] = []
+    fill_blocks: list["FillBlock"] = []  # fills (and completions) of the round's OrderBlocks
     watermark: int = -1  # last tick seq the venue has matched
     end_of_stream: bool = False
     strategies: list[str] = []
     recv_wall_ns: int = 0
+
+
+class OrderBlock(_Base, frozen=True):
+    """Market orders one strategy decided within one tick batch, as columns.
+
+    Why: per-order Python (a struct per order at every stage) was most of the
+    hot path's cost. A block travels strategy -> safety -> orders -> venue as
+    one object and is journaled as one record; :meth:`requests` expands it to
+    exactly the :class:`OrderRequest` s it stands for, which is what recovery,
+    the digest and every reader see, so a run journals the same history
+    whether its orders went as blocks or one by one.
+
+    Order ``k`` is ``<strategy_id>-<first_number + k>``, decided on tick
+    ``decision_seq[k]``. Every order of a block fills on the tick after its
+    decision inside the same batch (the runner only puts such orders in a
+    block); anything else travels as OrderRequest.
+    """
+
+    strategy_id: str
+    symbol: str
+    first_number: int
+    epoch: int
+    side: np.ndarray  # int8: 1 buy, -1 sell
+    quantity: np.ndarray  # float64, > 0
+    decision_seq: np.ndarray  # int64
+    decision_ts_ns: np.ndarray  # int64
+    decision_price: np.ndarray  # float64
+    warm: np.ndarray  # bool
+
+    def __len__(self) -> int:
+        return int(self.quantity.shape[0])
+
+    @property
+    def last_number(self) -> int:
+        return self.first_number + len(self) - 1
+
+    def client_order_id(self, k: int) -> str:
+        return f"{self.strategy_id}-{self.first_number + k}"
+
+    def requests(self) -> list["OrderRequest"]:
+        sid, sym, epoch, first = self.strategy_id, self.symbol, self.epoch, self.first_number
+        return [
+            OrderRequest(client_order_id=f"{sid}-{first + k}", strategy_id=sid, symbol=sym,
+                         side=Side.BUY if s > 0 else Side.SELL, quantity=q, decision_seq=d, decision_ts_ns=t,
+                         epoch=epoch, decision_price=p, warm=w)
+            for k, (s, q, d, t, p, w) in enumerate(zip(
+                self.side.tolist(), self.quantity.tolist(), self.decision_seq.tolist(),
+                self.decision_ts_ns.tolist(), self.decision_price.tolist(), self.warm.tolist()))
+        ]  # fmt: skip
+
+
+class FillBlock(_Base, frozen=True):
+    """The paper venue's fills of one :class:`OrderBlock`, as columns.
+
+    Each order filled in full, once, so each row stands for one :class:`Fill`
+    (trade id ``T<event_seq>-<client id>``) and the ``FILLED``
+    :class:`OrderEvent` that completes the order (venue order id
+    ``P-<client id>``): :meth:`fills` and :meth:`events` expand to exactly the
+    records the venue would have sent one by one.
+    """
+
+    strategy_id: str
+    symbol: str
+    first_number: int
+    side: np.ndarray  # int8: 1 buy, -1 sell
+    quantity: np.ndarray  # float64
+    price: np.ndarray  # float64
+    fee: np.ndarray  # float64
+    event_seq: np.ndarray  # int64
+    ts_ns: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return int(self.quantity.shape[0])
+
+    @property
+    def last_number(self) -> int:
+        return self.first_number + len(self) - 1
+
+    def _rows(self):
+        return enumerate(zip(self.side.tolist(), self.quantity.tolist(), self.price.tolist(), self.fee.tolist(),
+                             self.event_seq.tolist(), self.ts_ns.tolist()))
+
+    def fills(self) -> list["Fill"]:
+        sid, sym, first = self.strategy_id, self.symbol, self.first_number
+        return [
+            Fill(client_order_id=f"{sid}-{first + k}", strategy_id=sid, trade_id=f"T{seq}-{sid}-{first + k}",
+                 symbol=sym, side=Side.BUY if s > 0 else Side.SELL, quantity=q, price=px, fee=fee, event_seq=seq,
+                 ts_ns=ts)
+            for k, (s, q, px, fee, seq, ts) in self._rows()
+        ]  # fmt: skip
+
+    def events(self) -> list["OrderEvent"]:
+        sid, sym, first = self.strategy_id, self.symbol, self.first_number
+        return [
+            OrderEvent(client_order_id=f"{sid}-{first + k}", strategy_id=sid, symbol=sym, status=OrderStatus.FILLED,
+                       event_seq=seq, ts_ns=ts, filled_qty=q, avg_price=px, venue_order_id=f"P-{sid}-{first + k}")
+            for k, (_s, q, px, _fee, seq, ts) in self._rows()
+        ]  # fmt: skip
 
 
 class CancelOrder(_Base, frozen=True):
@@ -388,6 +489,7 @@ class OrderUpdates(_Base, frozen=True):
     events: list[OrderEvent] = []
     fills: list[Fill] = []
     denials: list[OrderDenied] = []
+    fill_blocks: list["FillBlock"] = []  # fills + FILLED events as columns (see FillBlock)
     venue_watermark: int = -1
     realized_pnl: float = 0.0  # book-wide realized PnL net of fees, after these updates
 
@@ -624,7 +726,7 @@ class ActorCheckpoint(_Base, frozen=True):
 
 Message = Union[
     TickBatch, IndicatorBatch, BatchDone, EndOfStream, FeedStats, StartFeed, GetFeedStats,
-    OrderRequest, OrderBatch, Round, VenueReport, CancelOrder, CancelAll, OrderDenied, OrderEvent,
+    OrderRequest, OrderBlock, FillBlock, OrderBatch, Round, VenueReport, CancelOrder, CancelAll, OrderDenied, OrderEvent,
     Fill, Order, OrderUpdates, Position, PnL,
     TradingStateChanged, SetTradingState, KillSwitch, Flatten,
     Heartbeat, HeartbeatAck, ChildFailed, ChildRecovered, SupervisorDecision, ActorStatus,

@@ -11,9 +11,12 @@ import collections
 import struct
 from dataclasses import dataclass, field
 
+import numpy as np
 from loguru import logger
 
-from engine.messages import Fill, Order, OrderEvent, OrderRequest, OrderStatus, OrderType, PnL, Position, Side
+from engine.messages import (
+    Fill, FillBlock, Order, OrderBlock, OrderEvent, OrderRequest, OrderStatus, OrderType, PnL, Position, Side,
+)  # fmt: skip
 
 S = OrderStatus
 
@@ -138,6 +141,12 @@ class OrderArchive:
 
     # status+1 (0 = no row) side type symbol qty filled avg limit decided last
     _ROW = struct.Struct("<BBBHddddqq")
+    # The same row as a numpy dtype: a block's rows are written in one vectorized step.
+    _ROW_DTYPE = np.dtype({
+        "names": ["status", "side", "type", "sym", "qty", "filled", "avg", "limit", "decided", "last"],
+        "formats": ["u1", "u1", "u1", "<u2", "<f8", "<f8", "<f8", "<f8", "<i8", "<i8"],
+        "offsets": [0, 1, 2, 3, 5, 13, 21, 29, 37, 45], "itemsize": 53,
+    })  # fmt: skip
 
     def __init__(self) -> None:
         self._by_sid: dict[str, bytearray] = {}
@@ -179,6 +188,33 @@ class OrderArchive:
             r.quantity, st.filled_qty, st.avg_price, _NAN if r.limit_price is None else r.limit_price,
             r.decision_seq, st.last_event_seq,
         )  # fmt: skip
+
+    def put_filled_block(self, blk: OrderBlock, fb: FillBlock) -> None:
+        """Rows for every order of a block, each FILLED in full at its fill price."""
+        rows = self._by_sid.get(blk.strategy_id)
+        if rows is None:
+            rows = self._by_sid[blk.strategy_id] = bytearray()
+        size = self._ROW.size
+        end = blk.last_number * size
+        if end > len(rows):
+            rows.extend(bytes(end - len(rows)))
+        sym = self._symbol_index.get(blk.symbol)
+        if sym is None:
+            sym = self._symbol_index[blk.symbol] = len(self._symbols)
+            self._symbols.append(blk.symbol)
+        view = np.frombuffer(rows, dtype=self._ROW_DTYPE)[blk.first_number - 1 : blk.last_number]
+        self.count += int(np.count_nonzero(view["status"] == 0))
+        view["status"] = _STATUS_CODE[S.FILLED] + 1
+        view["side"] = np.where(blk.side > 0, 0, 1)
+        view["type"] = _TYPE_CODE[OrderType.MARKET]
+        view["sym"] = sym
+        view["qty"] = blk.quantity
+        view["filled"] = fb.quantity
+        view["avg"] = fb.price
+        view["limit"] = _NAN
+        view["decided"] = blk.decision_seq
+        view["last"] = fb.event_seq
+        del view  # a live view would keep ``rows`` from growing
 
     def put_denied(self, cid: str, strategy_id: str, decision_seq: int) -> None:
         st = OrderState(request=OrderRequest(client_order_id=cid, strategy_id=strategy_id, symbol="", side=Side.BUY,
@@ -235,15 +271,51 @@ class OrderBook:
     illegal_transitions: int = 0
     # Filled position per (strategy id, symbol): what each strategy holds, for its restart.
     strategy_positions: dict[tuple[str, str], float] = field(default_factory=dict)
+    # Highest n of any id "<prefix>-<n>" entered, per prefix: a block above it is wholly new.
+    high_number: dict[str, int] = field(default_factory=dict)
+    # The latest filled blocks (for latest()); bounded like ``recent``.
+    recent_blocks: collections.deque = field(default_factory=lambda: collections.deque(maxlen=256))
+
+    def _note(self, cid: str) -> None:
+        key = OrderArchive._split(cid)
+        if key is not None and key[1] > self.high_number.get(key[0], 0):
+            self.high_number[key[0]] = key[1]
+
+    def is_new_block(self, blk: OrderBlock) -> bool:
+        """True if no order of ``blk`` was entered before (idempotency for the whole block)."""
+        return blk.first_number > self.high_number.get(blk.strategy_id, 0)
+
+    def submit_block(self, blk: OrderBlock) -> None:
+        """A journaled block is on its way to the venue: its ids now exist."""
+        if blk.last_number > self.high_number.get(blk.strategy_id, 0):
+            self.high_number[blk.strategy_id] = blk.last_number
+
+    def apply_fill_block(self, blk: OrderBlock, fb: FillBlock) -> None:
+        """Every order of ``blk`` filled in full (``fb``): positions, per-strategy positions, archive."""
+        pos = self.positions.get(fb.symbol)
+        if pos is None:
+            pos = self.positions[fb.symbol] = PositionState(fb.symbol)
+        key = (fb.strategy_id, fb.symbol)
+        held = self.strategy_positions.get(key, 0.0)
+        buy, sell, apply = Side.BUY, Side.SELL, pos.apply_fill
+        for side, q, px, fee in zip(fb.side.tolist(), fb.quantity.tolist(), fb.price.tolist(), fb.fee.tolist()):
+            apply(buy if side > 0 else sell, q, px, fee)  # in turn: the same floats as fill by fill
+            held += q if side > 0 else -q
+        self.strategy_positions[key] = held
+        self.fills_count += len(fb)
+        self.archive.put_filled_block(blk, fb)
+        self.recent_blocks.append((blk, fb))
 
     def submit(self, request: OrderRequest) -> OrderState:
         """Enter a journaled order as SUBMITTED."""
         st = OrderState(request=request, status=S.SUBMITTED, last_event_seq=request.decision_seq)
         self.live[request.client_order_id] = st
+        self._note(request.client_order_id)
         return st
 
     def deny(self, request: OrderRequest | None, cid: str, strategy_id: str, decision_seq: int) -> None:
         """Remember a denied client id (it exists, as DENIED) without keeping the order."""
+        self._note(cid)
         if request is not None:
             self._finish(OrderState(request=request, status=S.DENIED, last_event_seq=decision_seq))
         else:
@@ -348,12 +420,26 @@ class OrderBook:
 
     def latest(self, limit: int) -> list[OrderState]:
         """Open orders and the most recently finished ones, oldest first."""
-        items = list(self.recent.values()) + list(self.live.values())
+        finished = list(self.recent.values())
+        if self.recent_blocks:
+            for blk, fb in self.recent_blocks:
+                finished.extend(_filled_states(blk, fb))
+            finished.sort(key=lambda st: st.last_event_seq)  # stable: singles and blocks in event order
+            finished = finished[-self.keep_recent :]
+        items = finished + list(self.live.values())
         return items[-limit:] if limit else items
 
     def position_qty(self, symbol: str) -> float:
         pos = self.positions.get(symbol)
         return pos.quantity if pos else 0.0
+
+
+def _filled_states(blk: OrderBlock, fb: FillBlock) -> list[OrderState]:
+    return [
+        OrderState(request=req, status=S.FILLED, filled_qty=ev.filled_qty, avg_price=ev.avg_price,
+                   last_event_seq=ev.event_seq, venue_order_id=ev.venue_order_id)
+        for req, ev in zip(blk.requests(), fb.events())
+    ]  # fmt: skip
 
 
 def is_market(request: OrderRequest) -> bool:

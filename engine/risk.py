@@ -14,13 +14,16 @@ thread timing or batch size.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import functools
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from engine.config import Instrument, RiskSection
-from engine.messages import DenyReason, OrderRequest, OrderType, Side, TradingState
+from engine.messages import DenyReason, OrderBlock, OrderRequest, OrderType, Side, TradingState
 
 
 @dataclass
@@ -95,6 +98,15 @@ class SeenIds:
             self._other[order.client_order_id] = signature(order)
         elif n > self._max_n.get(order.strategy_id, 0):
             self._max_n[order.strategy_id] = n
+
+    def max_number(self, strategy_id: str) -> int:
+        """The highest ``n`` of ``<strategy_id>-<n>`` seen (0: none)."""
+        return self._max_n.get(strategy_id, 0)
+
+    def add_numbers(self, strategy_id: str, last: int) -> None:
+        """Every id ``<strategy_id>-<n>`` with ``n <= last`` of a block was approved."""
+        if last > self._max_n.get(strategy_id, 0):
+            self._max_n[strategy_id] = last
 
     def seen(self, order: OrderRequest) -> bool:
         n = self._n(order)
@@ -198,6 +210,62 @@ def record_approval(order: OrderRequest, state: RiskState, now_ns: int) -> None:
     state.exposure[order.symbol] = state.exposure.get(order.symbol, 0.0) + signed(order.side, order.quantity)
     state.recent.append(now_ns)
     cutoff = now_ns - 1_000_000_000
+    while state.recent and state.recent[0] <= cutoff:
+        state.recent.popleft()
+
+
+def block_passes(block: OrderBlock, state: RiskState, limits: RiskSection, instruments: dict[str, Instrument],
+                 now_ns: list[int]) -> bool:
+    """True if every order of ``block``, checked in turn by :func:`check_order`, would pass.
+
+    The same rules over columns, for the common case only: anything that
+    needs a closer look (a used id, a state other than ACTIVE, an order a rule
+    would deny) answers False, and the caller checks the block's orders one
+    by one, so every denial still comes from check_order with its reason.
+    ``now_ns[k]`` is order k's "now" (its decision time in event time).
+    """
+    if state.kill_switch or state.trading_state is not TradingState.ACTIVE:
+        return False
+    if block.symbol not in instruments or block.first_number <= state.seen_ids.max_number(block.strategy_id):
+        return False
+    qty, ref = block.quantity, block.decision_price
+    if not bool(np.all(np.isfinite(qty) & (qty > 0) & (qty <= limits.max_order_qty) & (ref > 0))):
+        return False
+    if limits.require_warm_indicators and not bool(block.warm.all()):
+        return False
+    if bool(np.any(qty * ref > limits.max_notional)):
+        return False
+    if limits.stale_data_s > 0:
+        last_ts = state.last_ts_ns.get(block.symbol, 0)
+        if any(now - last_ts > limits.stale_data_s * 1e9 for now in now_ns):
+            return False
+    position = state.exposure.get(block.symbol, 0.0)
+    for side, q in zip(block.side.tolist(), qty.tolist()):  # in turn: each order sees the ones before it
+        delta = q if side > 0 else -q
+        after = position + delta
+        reducing = position != 0 and (position > 0) != (delta > 0) and abs(delta) <= abs(position)
+        if abs(after) > limits.max_position and not reducing:
+            return False
+        position = after
+    window = list(state.recent)
+    for now in now_ns:
+        if window and now < window[-1]:
+            return False  # not in time order: let check_order count it exactly
+        if len(window) - bisect.bisect_right(window, now - 1_000_000_000) + 1 > limits.max_orders_per_s:
+            return False
+        window.append(now)
+    return True
+
+
+def record_block(block: OrderBlock, state: RiskState, now_ns: list[int]) -> None:
+    """:func:`record_approval` for every order of a block that passed :func:`block_passes`."""
+    state.seen_ids.add_numbers(block.strategy_id, block.last_number)
+    exposure = state.exposure.get(block.symbol, 0.0)
+    for side, q in zip(block.side.tolist(), block.quantity.tolist()):
+        exposure += q if side > 0 else -q  # one by one: the same float sums as per order
+    state.exposure[block.symbol] = exposure
+    state.recent.extend(now_ns)
+    cutoff = now_ns[-1] - 1_000_000_000
     while state.recent and state.recent[0] <= cutoff:
         state.recent.popleft()
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from engine.config import IndicatorSpec
 from engine.messages import (
-    IndicatorBatch, OrderRequest, OrderStatus, OrderType, OrderUpdates, Side,
+    IndicatorBatch, OrderBlock, OrderRequest, OrderStatus, OrderType, OrderUpdates, Side, freeze,
 )  # fmt: skip
 
 GONE = frozenset({OrderStatus.DENIED, OrderStatus.REJECTED, OrderStatus.EXPIRED, OrderStatus.CANCELED})
@@ -176,6 +176,26 @@ class _RunnerState:
 
 
 @dataclass
+class _BlockShadow:
+    """The runner's memory of one unconfirmed OrderBlock: enough to rebuild each order's _Snapshot.
+
+    Why not a _Snapshot per order: building and then discarding one dict and
+    one state per order was a large share of the strategy's time, and almost
+    every block is confirmed whole by its FillBlock. Only a block one of whose
+    orders met a surprise (a denial, a different fill) is turned into
+    per-order snapshots (:meth:`StrategyRunner._materialize`).
+    """
+
+    block: OrderBlock
+    batch_seq: int
+    indices: list[int]  # decision index of each order within that batch
+    positions: list[float]  # the strategy's position in the symbol just before each order
+    base: dict[str, float]  # its positions in the other symbols
+    user: Any
+    fill_seqs: np.ndarray  # the tick each order fills on in the shadow (decision + 1)
+
+
+@dataclass
 class _Snapshot:
     cid: str
     batch_seq: int
@@ -196,26 +216,39 @@ class StrategyRunner:
         self._outcomes: dict[str, tuple[str, int]] = {}  # cid -> ("gone", seq) | ("fill", seq)
         self._kept: collections.OrderedDict[int, IndicatorBatch] = collections.OrderedDict()
         self._shadow_fill: dict[str, int] = {}  # cid -> tick seq the shadow filled it on
+        self._blocks: dict[int, _BlockShadow] = {}  # unconfirmed blocks, by first client number
+        self._warm_default = type(strategy).warm is Strategy.warm
         self._max_kept = max_batches_kept
         self.rollbacks = 0
 
     # ------------------------------------------------------------------ batches
     def on_batch(self, batch: IndicatorBatch) -> list[OrderRequest]:
-        if self._snapshots or self._kept:
+        """The batch's orders one by one (blocks expanded; see :meth:`on_batch_columns`)."""
+        blocks, orders = self.on_batch_columns(batch)
+        return [r for b in blocks for r in b.requests()] + orders
+
+    def on_batch_columns(self, batch: IndicatorBatch) -> tuple[list[OrderBlock], list[OrderRequest]]:
+        """The batch's decisions: market orders filling inside it as OrderBlocks, the rest one by one.
+
+        The blocks' orders were decided before the single orders (earlier ticks).
+        """
+        if self._snapshots or self._blocks or self._kept:
             self._keep(batch)
         out: list[OrderRequest] = []
-        self._run(batch, 0, out)
-        if self._snapshots and batch.batch_seq not in self._kept:
+        blocks: list[OrderBlock] = []
+        self._run(batch, 0, out, blocks)
+        if (self._snapshots or self._blocks) and batch.batch_seq not in self._kept:
             self._keep(batch)
-        return out
+        return blocks, out
 
     def _keep(self, batch: IndicatorBatch) -> None:
         self._kept[batch.batch_seq] = batch
         while len(self._kept) > self._max_kept:
             self._kept.popitem(last=False)
 
-    def _run(self, batch: IndicatorBatch, start: int, out: list[OrderRequest]) -> None:
-        if self.assume_fills and not self._outcomes and self._scan(batch, start, out):
+    def _run(self, batch: IndicatorBatch, start: int, out: list[OrderRequest],
+             blocks: list[OrderBlock] | None = None) -> None:
+        if self.assume_fills and not self._outcomes and self._scan(batch, start, out, blocks):
             return
         st = self.state
         n = len(batch)
@@ -263,8 +296,13 @@ class StrategyRunner:
             warm=self.strategy.warm(batch, idx),
         )  # fmt: skip
 
-    def _scan(self, batch: IndicatorBatch, start: int, out: list[OrderRequest]) -> bool:
-        """All of a batch's decisions in one strategy call (see Strategy.scan)."""
+    def _scan(self, batch: IndicatorBatch, start: int, out: list[OrderRequest],
+              blocks: list[OrderBlock] | None = None) -> bool:
+        """All of a batch's decisions in one strategy call (see Strategy.scan).
+
+        With ``blocks`` the orders that fill inside this batch leave as one
+        OrderBlock; only one decided on the batch's last tick goes one by one.
+        """
         st = self.state
         first, symbol, n = batch.first_tick_seq, batch.symbol, len(batch)
         p = st.pending
@@ -282,7 +320,13 @@ class StrategyRunner:
             self._apply_fill(p, first + start)
             position += pending
         user = self.strategy.get_state()
-        for idx, q in zip(indices.tolist(), quantities.tolist()):
+        idx_list, q_list = indices.tolist(), quantities.tolist()
+        if blocks is not None and idx_list:
+            inside = len(idx_list) if idx_list[-1] + 1 < n else len(idx_list) - 1
+            if inside:
+                position = self._block(batch, idx_list[:inside], q_list[:inside], position, user, blocks)
+                idx_list, q_list = idx_list[inside:], q_list[inside:]
+        for idx, q in zip(idx_list, q_list):
             cid = f"{self.sid}-{st.next_id}"
             self._snapshots[cid] = _Snapshot(cid, batch.batch_seq, idx, _RunnerState({**st.position, symbol: position},
                                                                                      None, st.next_id, user))
@@ -305,6 +349,58 @@ class StrategyRunner:
         elif not len(indices) and p is not None:
             st.pending = None
         return True
+
+    def _block(self, batch: IndicatorBatch, idx_list: list[int], q_list: list[float], position: float,
+               user: Any, blocks: list[OrderBlock]) -> float:
+        """Emit market orders that fill inside ``batch`` as one OrderBlock; return the position after them."""
+        st = self.state
+        positions = []
+        for q in q_list:  # one by one, so the float sums equal the per-order path's
+            positions.append(position)
+            position += q
+        idx = np.asarray(idx_list, dtype=np.int64)
+        qty = np.asarray(q_list, dtype=np.float64)
+        block = OrderBlock(
+            strategy_id=self.sid, symbol=batch.symbol, first_number=st.next_id, epoch=self.epoch,
+            side=freeze(np.where(qty > 0, 1, -1).astype(np.int8)), quantity=freeze(np.abs(qty)),
+            decision_seq=freeze(idx + batch.first_tick_seq), decision_ts_ns=freeze(np.asarray(batch.ts_ns)[idx]),
+            decision_price=freeze(np.asarray(batch.price, dtype=np.float64)[idx]),
+            warm=freeze(self._warm(batch, idx)),
+        )  # fmt: skip
+        self._blocks[st.next_id] = _BlockShadow(block, batch.batch_seq, idx_list, positions, dict(st.position), user,
+                                                freeze(idx + (batch.first_tick_seq + 1)))
+        st.next_id += len(idx_list)
+        blocks.append(block)
+        return position
+
+    def _warm(self, batch: IndicatorBatch, idx: np.ndarray) -> np.ndarray:
+        if not self._warm_default:  # the strategy defines warm itself: ask it per order
+            return np.array([self.strategy.warm(batch, i) for i in idx.tolist()], dtype=bool)
+        warm = np.ones(len(idx), dtype=bool)
+        values = batch.values
+        for key in self.strategy.__dict__.get("_warm_keys") or tuple(self.strategy.value_keys()):
+            warm &= ~np.isnan(values[key][idx])
+        return warm
+
+    def _materialize(self, bs: _BlockShadow) -> None:
+        """Turn an unconfirmed block back into per-order snapshots (something about it surprised us)."""
+        del self._blocks[bs.block.first_number]
+        symbol, first = bs.block.symbol, bs.block.first_number
+        for k, (idx, pos, seq) in enumerate(zip(bs.indices, bs.positions, bs.fill_seqs.tolist())):
+            cid = f"{self.sid}-{first + k}"
+            self._snapshots[cid] = _Snapshot(cid, bs.batch_seq, idx,
+                                             _RunnerState({**bs.base, symbol: pos}, None, first + k, bs.user))
+            self._shadow_fill[cid] = seq
+
+    def _block_of(self, cid: str) -> _BlockShadow | None:
+        sid, sep, n = cid.rpartition("-")
+        if not sep or sid != self.sid or not n.isdigit():
+            return None
+        num = int(n)
+        for first, bs in self._blocks.items():
+            if first <= num <= bs.block.last_number:
+                return bs
+        return None
 
     def _settle_index(self, p: _Pending, batch: IndicatorBatch, i: int) -> int | None:
         """Apply the pending order's fill if it happens in this batch at/after ``i``.
@@ -350,18 +446,34 @@ class StrategyRunner:
     # ------------------------------------------------------------------ outcomes
     def on_updates(self, upd: OrderUpdates) -> list[OrderRequest]:
         """Confirm or correct the shadow; return orders re-decided after a rollback."""
+        fills, events = upd.fills, upd.events
+        if upd.fill_blocks or self._blocks:
+            fills, events = list(fills), list(events)
+            for fb in upd.fill_blocks:
+                bs = self._blocks.get(fb.first_number)
+                if (bs is not None and fb.strategy_id == self.sid and len(fb) == len(bs.block)
+                        and np.array_equal(fb.event_seq, bs.fill_seqs)):
+                    del self._blocks[fb.first_number]  # every order filled where the shadow said
+                    continue
+                fills.extend(fb.fills())
+                events.extend(fb.events())
+            if self._blocks:
+                for item in (*upd.denials, *fills, *events):
+                    bs = self._block_of(item.client_order_id)
+                    if bs is not None:
+                        self._materialize(bs)
         rollback_to: _Snapshot | None = None
         for d in upd.denials:
             if d.epoch != self.epoch or d.client_order_id not in self._snapshots:
                 continue
             self._outcomes[d.client_order_id] = ("gone", d.decision_seq)
             rollback_to = self._earliest(rollback_to, self._snapshots[d.client_order_id])
-        for f in upd.fills:
+        for f in fills:
             snap = self._snapshots.get(f.client_order_id)
             if snap is None:
                 continue
             self._outcomes[f.client_order_id] = ("fill", f.event_seq)
-        for ev in upd.events:
+        for ev in events:
             snap = self._snapshots.get(ev.client_order_id)
             if snap is None:
                 continue
@@ -395,12 +507,12 @@ class StrategyRunner:
         self._shadow_fill.pop(cid, None)
 
     def _trim(self) -> None:
-        if not self._snapshots:
+        if not self._snapshots and not self._blocks:
             self._kept.clear()
             self._outcomes.clear()
             self._shadow_fill.clear()
             return
-        oldest = min(s.batch_seq for s in self._snapshots.values())
+        oldest = min([s.batch_seq for s in self._snapshots.values()] + [b.batch_seq for b in self._blocks.values()])
         for seq in list(self._kept):
             if seq < oldest:
                 del self._kept[seq]
@@ -419,6 +531,9 @@ class StrategyRunner:
         for cid, s in list(self._snapshots.items()):
             if (s.batch_seq, s.index) >= (snap.batch_seq, snap.index):
                 del self._snapshots[cid]
+        for first, b in list(self._blocks.items()):  # a block lies wholly before or after the point
+            if (b.batch_seq, b.indices[0]) >= (snap.batch_seq, snap.index):
+                del self._blocks[first]
         # Outcomes stay: they are facts about orders that really exist.
         out: list[OrderRequest] = []
         for seq, batch in list(self._kept.items()):
@@ -440,7 +555,7 @@ class StrategyRunner:
     # ------------------------------------------------------------------ checkpoint
     def checkpoint(self) -> bytes | None:
         """Runner state at a batch boundary, or None while decisions are unconfirmed."""
-        if self._snapshots:
+        if self._snapshots or self._blocks:
             return None
         st = self.state
         pend = None if st.pending is None else dict(st.pending.__dict__)
@@ -460,4 +575,4 @@ class StrategyRunner:
 
     @property
     def unconfirmed(self) -> int:
-        return len(self._snapshots)
+        return len(self._snapshots) + sum(len(b.block) for b in self._blocks.values())

@@ -31,7 +31,8 @@ import numpy as np
 
 from engine.config import VenueSection
 from engine.messages import (
-    Fill, Order, OrderEvent, OrderRequest, OrderStatus, OrderType, Round, Side, VenueReport,
+    Fill, FillBlock, Order, OrderBlock, OrderEvent, OrderRequest, OrderStatus, OrderType, Round, Side, VenueReport,
+    freeze,
 )  # fmt: skip
 
 
@@ -65,6 +66,14 @@ class PaperVenue:
         if rnd.price is not None and len(rnd.price):
             self._history.append((rnd.first_tick_seq, rnd.ts_ns, rnd.price))
             self.watermark = max(self.watermark, rnd.first_tick_seq + len(rnd.price) - 1)
+        fill_blocks = []
+        for blk in rnd.blocks:
+            fb = self._fill_block(blk, rnd)
+            if fb is not None:
+                fill_blocks.append(fb)
+            else:  # not matchable inside this round: its orders rest like any other
+                for req in blk.requests():
+                    self._orders.setdefault(req.client_order_id, _Resting(req))
         for req in rnd.approved:
             if req.client_order_id in self._orders:
                 continue  # idempotent: a re-sent order is not entered twice
@@ -80,7 +89,29 @@ class PaperVenue:
         return VenueReport(
             feed=rnd.feed, batch_seq=rnd.batch_seq, symbol=rnd.symbol, events=events, fills=fills,
             watermark=self.watermark, end_of_stream=rnd.end_of_stream, strategies=rnd.strategies,
-            recv_wall_ns=rnd.recv_wall_ns,
+            recv_wall_ns=rnd.recv_wall_ns, fill_blocks=fill_blocks,
+        )  # fmt: skip
+
+    def _fill_block(self, blk: OrderBlock, rnd: Round) -> FillBlock | None:
+        """Fill every market order of ``blk`` on the tick after its decision, in one pass.
+
+        The same rule and the same float operations as :meth:`_fill_from`, over
+        columns. None if some order's next tick is not in this round's ticks.
+        """
+        if rnd.price is None or not len(blk):
+            return None
+        idx = blk.decision_seq - (rnd.first_tick_seq - 1)
+        if int(idx.min()) < 1 or int(idx.max()) >= len(rnd.price):
+            return None
+        px = np.asarray(rnd.price, dtype=np.float64)[idx]
+        slip = px * self.cfg.slippage_bps / 1e4
+        px = np.where(blk.side > 0, px + slip, px - slip)
+        qty = blk.quantity
+        fee = px * qty * self.cfg.fee_bps / 1e4 + qty * self.cfg.fee_per_unit
+        return FillBlock(
+            strategy_id=blk.strategy_id, symbol=blk.symbol, first_number=blk.first_number, side=blk.side,
+            quantity=qty, price=freeze(px), fee=freeze(fee), event_seq=freeze(idx + rnd.first_tick_seq),
+            ts_ns=freeze(np.asarray(rnd.ts_ns)[idx]),
         )  # fmt: skip
 
     def _match(self, events: list[OrderEvent], fills: list[Fill]) -> None:
