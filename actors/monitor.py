@@ -14,10 +14,9 @@ from __future__ import annotations
 import collections
 import os
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import msgspec
-import psutil
 import pykka
 from loguru import logger
 
@@ -27,6 +26,9 @@ from actors.ticker import Ticker
 from engine import metrics
 from engine.config import MonitorSection
 from engine.messages import ActorStatus, GetActorTree, GetMetrics, MetricsSnapshot
+
+if TYPE_CHECKING:
+    import psutil
 
 #: Series the leak detector watches (per process); mailbox depths are added per actor.
 LEAK_SERIES = ("rss_bytes", "open_fds", "threads")
@@ -70,6 +72,8 @@ class MonitorActor(EngineActor):
         self._tick = tick
         self._clock = clock
         self._ticker: Ticker | None = None
+        import psutil  # here, not at module top: assembly imports this module even when no monitor runs
+
         self._process = psutil.Process(os.getpid())
         self._history: collections.deque[MetricsSnapshot] = collections.deque(maxlen=cfg.history)
         self._tree_future: pykka.Future | None = None
@@ -211,6 +215,8 @@ class MonitorActor(EngineActor):
 
 
 def _open_fds(proc: psutil.Process) -> int:
+    import psutil
+
     try:
         return proc.num_fds()
     except (AttributeError, psutil.Error):  # Windows has handles, not fds

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import psutil
 
 from engine.config import Config, FeedSection
 from engine.journal import Journal
@@ -299,4 +298,6 @@ def _peak_rss_mb() -> float:
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     except ImportError:  # pragma: no cover - non-POSIX
+        import psutil  # only here: a replay does not need it otherwise (~1 MB RSS)
+
         return psutil.Process(os.getpid()).memory_info().rss / 1e6
