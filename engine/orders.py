@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from loguru import logger
+from numba import njit
 
 from engine.messages import (
     Fill, FillBlock, Order, OrderBlock, OrderEvent, OrderRequest, OrderStatus, OrderType, PnL, Position, Side,
@@ -117,6 +118,39 @@ class PositionState:
             realized_pnl=self.realized_pnl, unrealized_pnl=self.unrealized_pnl,
             fees=self.fees, last_price=self.last_price,
         )  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def _apply_fills(q: float, avg: float, realized_total: float, fees_total: float, held: float, side: np.ndarray,
+                 qty: np.ndarray, price: np.ndarray, fee: np.ndarray) -> tuple[float, float, float, float, float]:
+    """PositionState.apply_fill over a run of fills, with the same float operations in the same order.
+
+    Returns (quantity, avg_price, realized_pnl, fees, held) where ``held`` is
+    the strategy's own position (a sum in fill order). Numba without fastmath
+    keeps IEEE semantics, so the result is bit-identical to fill by fill.
+    """
+    for k in range(qty.shape[0]):
+        signed = qty[k] if side[k] > 0 else -qty[k]
+        px = price[k]
+        realized = 0.0
+        if q == 0 or (q > 0) == (signed > 0):
+            new_q = q + signed
+            avg = (avg * abs(q) + px * abs(signed)) / abs(new_q)
+            q = new_q
+        else:
+            closing = min(abs(signed), abs(q))
+            direction = 1.0 if q > 0 else -1.0
+            realized = (px - avg) * closing * direction
+            new_q = q + signed
+            if new_q == 0:
+                avg = 0.0
+            elif (new_q > 0) != (q > 0):
+                avg = px
+            q = new_q
+        realized_total += realized
+        fees_total += fee[k]
+        held += signed
+    return q, avg, realized_total, fees_total, held
 
 
 _STATUS_LIST = list(OrderStatus)
@@ -296,12 +330,11 @@ class OrderBook:
         if pos is None:
             pos = self.positions[fb.symbol] = PositionState(fb.symbol)
         key = (fb.strategy_id, fb.symbol)
-        held = self.strategy_positions.get(key, 0.0)
-        buy, sell, apply = Side.BUY, Side.SELL, pos.apply_fill
-        for side, q, px, fee in zip(fb.side.tolist(), fb.quantity.tolist(), fb.price.tolist(), fb.fee.tolist()):
-            apply(buy if side > 0 else sell, q, px, fee)  # in turn: the same floats as fill by fill
-            held += q if side > 0 else -q
-        self.strategy_positions[key] = held
+        pos.quantity, pos.avg_price, pos.realized_pnl, pos.fees, self.strategy_positions[key] = _apply_fills(
+            pos.quantity, pos.avg_price, pos.realized_pnl, pos.fees, self.strategy_positions.get(key, 0.0),
+            fb.side, fb.quantity, fb.price, fb.fee)
+        if len(fb):
+            pos.last_price = float(fb.price[-1])
         self.fills_count += len(fb)
         self.archive.put_filled_block(blk, fb)
         self.recent_blocks.append((blk, fb))

@@ -162,6 +162,12 @@ def warm_up(strategies) -> None:
 
     x = np.linspace(1.0, 2.0, 64)
     rsi(x, 14), sma(x, 5), ema(x, 5), bollinger(x, 5, 2.0), macd(x, 3, 6, 2), atr(x, x, x, 5)
+    from engine.orders import _apply_fills
+    from engine.risk import _sum_in_turn, _within_limits
+
+    side, ts = np.ones(2, dtype=np.int8), np.arange(2, dtype=np.int64)  # the order path's column kernels
+    _apply_fills(0.0, 0.0, 0.0, 0.0, 0.0, side, x[:2], x[:2], x[:2])
+    _within_limits(side, x[:2], x[:2], ts, 0.0, ts, 1.0, 1.0, 1.0, 1.0), _sum_in_turn(0.0, side, x[:2])
     for st in strategies:
         specs = list(st.indicators())
         IndicatorSet(specs or [IndicatorSpec(kind="rsi")]).update(x)

@@ -14,13 +14,13 @@ thread timing or batch size.
 
 from __future__ import annotations
 
-import bisect
 import collections
 import functools
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 from engine.config import Instrument, RiskSection
 from engine.messages import DenyReason, OrderBlock, OrderRequest, OrderType, Side, TradingState
@@ -214,6 +214,44 @@ def record_approval(order: OrderRequest, state: RiskState, now_ns: int) -> None:
         state.recent.popleft()
 
 
+@njit(cache=True, nogil=True)
+def _within_limits(side: np.ndarray, qty: np.ndarray, ref: np.ndarray, now: np.ndarray, position: float,
+                   window: np.ndarray, max_order_qty: float, max_notional: float, max_position: float,
+                   max_rate: float) -> bool:
+    """check_order's numeric rules for a run of orders, each seeing the ones before it (no state change)."""
+    for k in range(qty.shape[0]):
+        q = qty[k]
+        if not (np.isfinite(q) and q > 0 and q <= max_order_qty and ref[k] > 0):
+            return False
+        if q * ref[k] > max_notional:
+            return False
+        delta = q if side[k] > 0 else -q
+        after = position + delta
+        reducing = position != 0 and (position > 0) != (delta > 0) and abs(delta) <= abs(position)
+        if abs(after) > max_position and not reducing:
+            return False
+        position = after
+    # Rate: orders in (now - 1 s, now], counting the block's earlier ones; the window must be in time order.
+    m = window.shape[0]
+    times = np.empty(m + now.shape[0], dtype=np.int64)
+    for k in range(m):
+        if k and window[k] < window[k - 1]:
+            return False
+        times[k] = window[k]
+    lo = 0
+    for k in range(now.shape[0]):
+        t = now[k]
+        size = m + k
+        if size and t < times[size - 1]:
+            return False
+        while lo < size and times[lo] <= t - 1_000_000_000:
+            lo += 1
+        if size - lo + 1 > max_rate:
+            return False
+        times[size] = t
+    return True
+
+
 def block_passes(block: OrderBlock, state: RiskState, limits: RiskSection, instruments: dict[str, Instrument],
                  now_ns: list[int]) -> bool:
     """True if every order of ``block``, checked in turn by :func:`check_order`, would pass.
@@ -228,42 +266,32 @@ def block_passes(block: OrderBlock, state: RiskState, limits: RiskSection, instr
         return False
     if block.symbol not in instruments or block.first_number <= state.seen_ids.max_number(block.strategy_id):
         return False
-    qty, ref = block.quantity, block.decision_price
-    if not bool(np.all(np.isfinite(qty) & (qty > 0) & (qty <= limits.max_order_qty) & (ref > 0))):
-        return False
     if limits.require_warm_indicators and not bool(block.warm.all()):
-        return False
-    if bool(np.any(qty * ref > limits.max_notional)):
         return False
     if limits.stale_data_s > 0:
         last_ts = state.last_ts_ns.get(block.symbol, 0)
-        if any(now - last_ts > limits.stale_data_s * 1e9 for now in now_ns):
+        if int(max(now_ns)) - last_ts > limits.stale_data_s * 1e9:  # the latest order is the stalest
             return False
-    position = state.exposure.get(block.symbol, 0.0)
-    for side, q in zip(block.side.tolist(), qty.tolist()):  # in turn: each order sees the ones before it
-        delta = q if side > 0 else -q
-        after = position + delta
-        reducing = position != 0 and (position > 0) != (delta > 0) and abs(delta) <= abs(position)
-        if abs(after) > limits.max_position and not reducing:
-            return False
-        position = after
-    window = list(state.recent)
-    for now in now_ns:
-        if window and now < window[-1]:
-            return False  # not in time order: let check_order count it exactly
-        if len(window) - bisect.bisect_right(window, now - 1_000_000_000) + 1 > limits.max_orders_per_s:
-            return False
-        window.append(now)
-    return True
+    return bool(_within_limits(
+        block.side, block.quantity, block.decision_price, np.asarray(now_ns, dtype=np.int64),
+        float(state.exposure.get(block.symbol, 0.0)), np.fromiter(state.recent, dtype=np.int64, count=len(state.recent)),
+        float(limits.max_order_qty), float(limits.max_notional), float(limits.max_position),
+        float(limits.max_orders_per_s),
+    ))  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def _sum_in_turn(start: float, side: np.ndarray, qty: np.ndarray) -> float:
+    """start + each signed quantity in turn (the same float sums as order by order)."""
+    for k in range(qty.shape[0]):
+        start += qty[k] if side[k] > 0 else -qty[k]
+    return start
 
 
 def record_block(block: OrderBlock, state: RiskState, now_ns: list[int]) -> None:
     """:func:`record_approval` for every order of a block that passed :func:`block_passes`."""
     state.seen_ids.add_numbers(block.strategy_id, block.last_number)
-    exposure = state.exposure.get(block.symbol, 0.0)
-    for side, q in zip(block.side.tolist(), block.quantity.tolist()):
-        exposure += q if side > 0 else -q  # one by one: the same float sums as per order
-    state.exposure[block.symbol] = exposure
+    state.exposure[block.symbol] = _sum_in_turn(float(state.exposure.get(block.symbol, 0.0)), block.side, block.quantity)
     state.recent.extend(now_ns)
     cutoff = now_ns[-1] - 1_000_000_000
     while state.recent and state.recent[0] <= cutoff:

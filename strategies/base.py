@@ -189,7 +189,8 @@ class _BlockShadow:
     block: OrderBlock
     batch_seq: int
     indices: list[int]  # decision index of each order within that batch
-    positions: list[float]  # the strategy's position in the symbol just before each order
+    signed: list[float]  # each order's signed quantity
+    position: float  # the strategy's position in the symbol just before the first order
     base: dict[str, float]  # its positions in the other symbols
     user: Any
     fill_seqs: np.ndarray  # the tick each order fills on in the shadow (decision + 1)
@@ -354,9 +355,8 @@ class StrategyRunner:
                user: Any, blocks: list[OrderBlock]) -> float:
         """Emit market orders that fill inside ``batch`` as one OrderBlock; return the position after them."""
         st = self.state
-        positions = []
+        before = position
         for q in q_list:  # one by one, so the float sums equal the per-order path's
-            positions.append(position)
             position += q
         idx = np.asarray(idx_list, dtype=np.int64)
         qty = np.asarray(q_list, dtype=np.float64)
@@ -367,7 +367,7 @@ class StrategyRunner:
             decision_price=freeze(np.asarray(batch.price, dtype=np.float64)[idx]),
             warm=freeze(self._warm(batch, idx)),
         )  # fmt: skip
-        self._blocks[st.next_id] = _BlockShadow(block, batch.batch_seq, idx_list, positions, dict(st.position), user,
+        self._blocks[st.next_id] = _BlockShadow(block, batch.batch_seq, idx_list, q_list, before, dict(st.position), user,
                                                 freeze(idx + (batch.first_tick_seq + 1)))
         st.next_id += len(idx_list)
         blocks.append(block)
@@ -385,12 +385,13 @@ class StrategyRunner:
     def _materialize(self, bs: _BlockShadow) -> None:
         """Turn an unconfirmed block back into per-order snapshots (something about it surprised us)."""
         del self._blocks[bs.block.first_number]
-        symbol, first = bs.block.symbol, bs.block.first_number
-        for k, (idx, pos, seq) in enumerate(zip(bs.indices, bs.positions, bs.fill_seqs.tolist())):
+        symbol, first, pos = bs.block.symbol, bs.block.first_number, bs.position
+        for k, (idx, q, seq) in enumerate(zip(bs.indices, bs.signed, bs.fill_seqs.tolist())):
             cid = f"{self.sid}-{first + k}"
             self._snapshots[cid] = _Snapshot(cid, bs.batch_seq, idx,
                                              _RunnerState({**bs.base, symbol: pos}, None, first + k, bs.user))
             self._shadow_fill[cid] = seq
+            pos += q
 
     def _block_of(self, cid: str) -> _BlockShadow | None:
         sid, sep, n = cid.rpartition("-")
