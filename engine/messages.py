@@ -41,11 +41,19 @@ def freeze(array: np.ndarray) -> np.ndarray:
 _NDARRAY_EXT = 1
 
 
+_HEADERS: dict[tuple, bytes] = {}  # (dtype, shape) -> ext header: blocks encode a dozen arrays per round
+
+
 def _enc_hook(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
-        arr = np.ascontiguousarray(obj)
-        header = f"{arr.dtype.str}|{','.join(map(str, arr.shape))}".encode()
-        return msgspec.msgpack.Ext(_NDARRAY_EXT, len(header).to_bytes(2, "little") + header + arr.tobytes())
+        key = (obj.dtype.str, obj.shape)
+        head = _HEADERS.get(key)
+        if head is None:
+            header = f"{key[0]}|{','.join(map(str, obj.shape))}".encode()
+            head = len(header).to_bytes(2, "little") + header
+            if len(_HEADERS) < 4096:
+                _HEADERS[key] = head
+        return msgspec.msgpack.Ext(_NDARRAY_EXT, head + obj.tobytes())  # tobytes is C order whatever the layout
     if isinstance(obj, np.generic):
         return obj.item()
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")

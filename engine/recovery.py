@@ -56,8 +56,13 @@ def canonical_key(rec: Any) -> tuple:
     raise TypeError(f"not a history record: {type(rec).__name__}")
 
 
+_WALL_FIELDS: dict[type, dict[str, int]] = {}
+
+
 def _scrub(rec: Any) -> Any:
-    walls = {f: 0 for f in rec.__struct_fields__ if f.endswith("_wall_ns")}
+    walls = _WALL_FIELDS.get(type(rec))
+    if walls is None:  # once per type: a digest of a long run scrubs millions of records
+        walls = _WALL_FIELDS[type(rec)] = {f: 0 for f in rec.__struct_fields__ if f.endswith("_wall_ns")}
     return msgspec.structs.replace(rec, **walls) if walls else rec
 
 
