@@ -120,7 +120,7 @@ class PositionState:
         )  # fmt: skip
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)  # holds the GIL: a few µs, and releasing it costs a hand-off
 def _apply_fills(q: float, avg: float, realized_total: float, fees_total: float, held: float, side: np.ndarray,
                  qty: np.ndarray, price: np.ndarray, fee: np.ndarray) -> tuple[float, float, float, float, float]:
     """PositionState.apply_fill over a run of fills, with the same float operations in the same order.
