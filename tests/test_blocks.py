@@ -222,3 +222,24 @@ def test_runner_with_blocks_trades_as_with_single_orders(deny):
     assert none_sent == 0 and sent > 0 and len(single) > 100
     assert columns == single
     assert runner.unconfirmed == 0 and (runner.rollbacks > 0) == bool(deny)
+
+
+def test_archive_keeps_old_orders_compressed_and_every_one_readable():
+    book = OrderBook(keep_recent=10)
+    prices = np.linspace(100.0, 110.0, 200)
+    expected = {}
+    for k in range(260):  # 13,000 orders: more than three chunks of rows
+        blk = block(first_number=1 + 50 * k, seqs=range(0, 100, 2), sides=[1, -1] * 25, qty=[1.0] * 50)
+        fb = filled(blk, prices)
+        book.submit_block(blk)
+        book.apply_fill_block(blk, fb)
+        for j in (0, 49):
+            expected[blk.client_order_id(j)] = (float(fb.price[j]), int(fb.event_seq[j]), Side.BUY if j == 0 else Side.SELL)
+    rows = book.archive._by_sid["s"]
+    cold = [c for c in rows.chunks.values() if isinstance(c, bytes)]
+    assert len(rows.hot) == rows.HOT and len(cold) == 2  # 13,000 rows = 4 chunks: the 2 oldest compressed
+    assert sum(map(len, cold)) < 2 * rows.ROWS * rows.size / 3
+    assert book.archive.count == 13_000 and book.known("s-1") and not book.known("s-13001")
+    for cid, (avg, last, side) in expected.items():
+        o = book.view(cid)
+        assert (o.status, o.avg_price, o.last_event_seq, o.side, o.filled_qty) == (OrderStatus.FILLED, avg, last, side, 1.0)
