@@ -318,6 +318,20 @@ def _rss_now_mb() -> float:
         return psutil.Process().memory_info().rss / 2**20
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak RSS. Linux: VmHWM, which starts afresh at exec; ``ru_maxrss``
+    does not (it keeps the high-water mark of the forked parent's copy, so a child
+    of a big bench process reported the parent's size)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def cache_is_built(data: Path) -> bool:
     from engine.config import Instrument
     from engine.data import open_tick_source
@@ -382,7 +396,7 @@ def rss_child(data: Path, ticks: int) -> dict[str, Any]:
         finally:
             eng.stop()
     return {"ticks": stats.ticks, "seconds": round(secs, 3), "ticks_per_s": round(stats.ticks / secs),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_rss_mb": round(_peak_rss_mb(), 1),
             "rss_end_mb": round(rss_end, 1), "rss_imports_mb": round(rss_imports, 1),
             "rss_boot_mb": round(rss_boot, 1)}  # fmt: skip
 

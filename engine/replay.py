@@ -299,6 +299,13 @@ def write_equity_plot(equity: list[tuple[int, float]], path: str) -> None:
 
 
 def _peak_rss_mb() -> float:
+    try:  # Linux: VmHWM starts afresh at exec; ru_maxrss keeps a big parent's high-water mark
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
 
