@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover
 
 
 CHECKPOINT_EVERY = 64  # batches between feed checkpoints when rounds carry no orders
+HUB_EVERY = 16  # rounds of updates the event hub may wait for while the OrderActor is busy
 
 
 class OrderActor(EngineActor):
@@ -65,6 +66,8 @@ class OrderActor(EngineActor):
         self.flatten_seq = 0
         # Blocks journaled and sent, awaiting their FillBlock: (strategy id, first number) -> block.
         self.blocks_at_venue: dict[tuple[str, int], OrderBlock] = {}
+        self.safety_pnl = 0.0  # the realized PnL the SafetyActor last heard
+        self.hub_pending: list[OrderUpdates] = []  # journaled updates not yet handed to the event hub
 
     def on_start(self) -> None:
         try:
@@ -90,6 +93,7 @@ class OrderActor(EngineActor):
         self.report_recovered(True, f"{len(self.book.live)} open orders, {self.book.fills_count} fills")
 
     def on_stop(self) -> None:
+        self._flush_hub()
         if self.journal is not None:
             self.journal.close()
 
@@ -171,8 +175,8 @@ class OrderActor(EngineActor):
                 self.book.deny(None, d.client_order_id, d.strategy_id, d.decision_seq)
         if denials or retold:
             self._tell_strategies(denials=denials, events=retold)
-        if new_denials and self.events is not None:
-            self.events.tell(OrderUpdates(strategy_id="*", denials=new_denials))
+        if new_denials:
+            self._to_hub(OrderUpdates(strategy_id="*", denials=new_denials))
         if self.in_flight_resend and self.journal_kind == "run" and not killed:
             # `run` continues with fresh ids, so nothing will re-decide these: settle them now.
             # (A paper venue that restarted never knew them; a live one is asked first.)
@@ -256,16 +260,40 @@ class OrderActor(EngineActor):
         if events or fills or filled_blocks:
             fill_blocks = [fb for _, fb in filled_blocks]
             self._tell_strategies(events=events, fills=fills, watermark=rep.watermark, fill_blocks=fill_blocks)
+            realized = self.book.realized_total() - self.book.fees_total()
             upd = OrderUpdates(strategy_id="*", events=events, fills=fills, fill_blocks=fill_blocks,
-                               venue_watermark=rep.watermark,
-                               realized_pnl=self.book.realized_total() - self.book.fees_total())
-            self.safety.tell(upd)
-            if self.events is not None:
-                self.events.tell(upd)
+                               venue_watermark=rep.watermark, realized_pnl=realized)
+            if events or fills or realized < self.safety_pnl:
+                # Safety acts on order events (exposure) and on losses (the daily limit); a round
+                # of block fills that lost nothing changes neither, and a hop per round costs.
+                self.safety.tell(upd)
+                self.safety_pnl = realized
+            self.hub_pending.append(upd)
         if rep.batch_seq >= 0 and rep.feed:
             self.directory.tell(self.feed_name, BatchDone(feed=rep.feed, batch_seq=rep.batch_seq, consumer=self.name))
+        if rep.end_of_stream or len(self.hub_pending) >= HUB_EVERY or not self.mailbox_depth():
+            self._flush_hub()
         if rep.end_of_stream and self.on_end_of_stream is not None:
             self.on_end_of_stream(rep.feed)
+
+    def _flush_hub(self) -> None:
+        """Hand the event hub what was journaled, in one message (the hub is for people, not for trading)."""
+        pending, self.hub_pending = self.hub_pending, []
+        if not pending or self.events is None:
+            return
+        if len(pending) == 1:
+            self.events.tell(pending[0])
+            return
+        self.events.tell(OrderUpdates(
+            strategy_id="*", events=[e for u in pending for e in u.events], fills=[f for u in pending for f in u.fills],
+            fill_blocks=[b for u in pending for b in u.fill_blocks], venue_watermark=pending[-1].venue_watermark,
+            realized_pnl=pending[-1].realized_pnl,
+        ))  # fmt: skip
+
+    def _to_hub(self, msg) -> None:
+        self._flush_hub()  # keep the hub's order of events
+        if self.events is not None:
+            self.events.tell(msg)
 
     @staticmethod
     def _fact(o: Order) -> OrderEvent:
@@ -299,8 +327,8 @@ class OrderActor(EngineActor):
     @handles(TradingStateChanged, StrategyLifecycle)
     def on_record(self, msg) -> None:
         self._journal([msg])
-        if self.events is not None and isinstance(msg, TradingStateChanged):
-            self.events.tell(msg)
+        if isinstance(msg, TradingStateChanged):
+            self._to_hub(msg)
 
     @handles(CancelOrder)
     def on_cancel(self, msg: CancelOrder) -> None:
