@@ -440,9 +440,8 @@ class Journal:
             first, last = self._last_seq + 1, self._last_seq + len(records)
             pending = self._hash.copy()
             for chunk in hashed:
-                pending.update(chunk)
-            row = (first, last, time.time_ns(), types, frames)
-            self._run_txn(lambda c: c.execute(_INSERT_BATCH, row), f"appending records {first}..{last}")
+                _update_holding_gil(pending, chunk)
+            self._write_row((first, last, time.time_ns(), types, frames), f"appending records {first}..{last}")
             self._last_seq = last
             self._hash = pending
         return last
@@ -462,6 +461,22 @@ class Journal:
             self._check_writable()
             self._run_txn(lambda c: c.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", rows),
                           f"setting meta {', '.join(repr(k) for k, _ in rows)}")  # fmt: skip
+
+    def _write_row(self, row: tuple, what: str) -> None:
+        """One batch row in one autocommit INSERT: atomic on its own, and one GIL release, not three.
+
+        (BEGIN + INSERT + COMMIT each leave the GIL; on the busiest actor every
+        release can cost a wait for another thread's switch interval.)
+        """
+        try:
+            if self.fault_injector is not None:
+                self.fault_injector()  # an injected storage failure strikes before anything is written
+            self._conn.execute(_INSERT_BATCH, row)
+        except (sqlite3.Error, OSError) as exc:
+            self._rollback()
+            err = JournalError(classify_error(exc), f"{self.path}: {what} failed: {exc}")
+            self._failed, self._failed_reason = err, f"{what} failed: {exc}"
+            raise err from None
 
     def _run_txn(self, body: Callable[[sqlite3.Connection], Any], what: str) -> None:
         conn = self._conn
@@ -657,6 +672,20 @@ def _migrate(conn: sqlite3.Connection, from_version: int) -> None:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+
+_GIL_FREE_HASH = 2048  # hashlib releases the GIL for updates of this many bytes or more
+
+
+def _update_holding_gil(h: Any, data: bytes) -> None:
+    """``h.update(data)`` in pieces too small for hashlib to release the GIL (a few µs of hashing
+    is cheaper than handing the interpreter to another thread and waiting to get it back)."""
+    if len(data) < _GIL_FREE_HASH:
+        h.update(data)
+        return
+    view = memoryview(data)
+    for at in range(0, len(view), _GIL_FREE_HASH - 1):
+        h.update(view[at : at + _GIL_FREE_HASH - 1])
 
 
 def recompute_digest(path: Path | str) -> str:
