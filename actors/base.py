@@ -31,6 +31,7 @@ from pykka import messages as pykka_messages
 
 from actors.directory import Address, Directory
 from actors.inbox import DEFAULT_PRIORITY_TYPES, PriorityInbox
+from actors.loop import LoopMailbox, SharedLoop
 from engine import faults as _faults
 from engine.messages import ChildFailed, ChildRecovered, Heartbeat, HeartbeatAck
 
@@ -45,8 +46,11 @@ def handles(*message_types: type) -> Callable:
     return mark
 
 
+_starting = threading.local()  # the loop an actor being started goes on (EngineActor.start)
+
 _PYKKA_PRIVATE = frozenset(n for n in dir(pykka.ThreadingActor) if n.startswith("_") and not n.startswith("__"))
-_OVERRIDDEN_HERE = frozenset({"_actor_loop_setup", "_actor_loop_teardown", "_create_actor_inbox", "_abc_impl"})
+_OVERRIDDEN_HERE = frozenset({"_actor_loop_setup", "_actor_loop_teardown", "_create_actor_inbox", "_start_actor_loop",
+                              "_abc_impl"})
 
 
 class EngineActor(pykka.ThreadingActor):
@@ -87,8 +91,29 @@ class EngineActor(pykka.ThreadingActor):
     def _create_actor_inbox(cls) -> PriorityInbox:  # type: ignore[override]
         return PriorityInbox(cls.priority_types)
 
+    @classmethod
+    def start(cls, *args: Any, loop: SharedLoop | None = None, **kwargs: Any) -> pykka.ActorRef:
+        """pykka's ``start``; with ``loop`` the actor runs on that shared thread (actors/loop.py)."""
+        _starting.loop = loop
+        try:
+            return super().start(*args, **kwargs)
+        finally:
+            _starting.loop = None
+
+    def _start_actor_loop(self) -> None:
+        if self._loop is None:
+            super()._start_actor_loop()
+        else:
+            self._loop.add(self)
+
     def __init__(self, name: str, directory: Directory, supervisor: str | None = None):
         super().__init__()
+        self._loop: SharedLoop | None = getattr(_starting, "loop", None)
+        self._loop_scheduled = False
+        self._loop_setup_pending = False
+        if self._loop is not None:  # not registered yet: nobody can have sent anything
+            self.actor_inbox = LoopMailbox(self.priority_types, self._loop, self)  # type: ignore[assignment]
+            self._actor_ref.actor_inbox = self.actor_inbox
         self.name = name
         self.directory = directory
         self.supervisor = supervisor
@@ -98,6 +123,16 @@ class EngineActor(pykka.ThreadingActor):
         self._current: Any = None
         self._pending_failure: tuple[str, BaseException] | None = None
         self._failure_handled = False
+
+    @property
+    def progress(self) -> int:
+        """What the supervisor's hang detection watches: messages handled so far.
+
+        On a shared loop it is the loop's count: an actor waiting for its turn
+        behind a loop-mate's long handler is not hung; if the loop stops moving,
+        every actor on it is.
+        """
+        return self.processed if self._loop is None else self._loop.handled
 
     def addr(self, name: str) -> Address:
         return self.directory.address(name)
@@ -166,7 +201,8 @@ class EngineActor(pykka.ThreadingActor):
             else:
                 self._drop_after_stop()
         finally:
-            if self._thread_ident is not None:
+            # A shared loop's thread lives on while its other actors do.
+            if self._thread_ident is not None and (self._loop is None or not self._loop.has_members()):
                 self.directory.forget_zombie(self._thread_ident)
 
     def _fail(self, kind: str, exc: BaseException) -> None:

@@ -28,6 +28,8 @@ from loguru import logger
 from pykka import messages as pykka_messages
 from pykka._envelope import Envelope
 
+from actors.loop import loop_of_current_thread
+
 
 class DeadLetter(Exception):
     """Raised by :meth:`Address.ask` when the named actor is not running."""
@@ -192,6 +194,18 @@ class Directory:
         with self._lock:
             self._zombie_threads.discard(thread_ident)
 
+    def quarantine_thread_of(self, ref: pykka.ActorRef) -> None:
+        """Fence off the thread ``ref``'s actor runs on (its later sends are dropped)."""
+        ident = getattr(actor_of(ref), "_thread_ident", None)
+        if ident is not None:
+            with self._lock:
+                self._zombie_threads.add(ident)
+
+    def on_zombie_thread(self, ref: pykka.ActorRef) -> bool:
+        """True if ``ref``'s actor runs on a quarantined thread (e.g. a shared loop with a hung actor)."""
+        ident = getattr(actor_of(ref), "_thread_ident", None)
+        return ident is not None and ident in self._zombie_threads
+
     def is_zombie_thread(self) -> bool:
         return bool(self._zombie_threads) and threading.get_ident() in self._zombie_threads
 
@@ -234,7 +248,10 @@ class Directory:
     def ask(self, name: str, msg: Any, timeout: float = 5.0) -> Any:
         """Ask and wait; an actor being restarted answers after its restart (within ``timeout``)."""
         future = self.ask_future(name, msg)
+        loop = loop_of_current_thread()
         try:
+            if loop is not None:  # asked from a shared loop: serve its other actors while waiting
+                return loop.wait_for(future, timeout)
             return future.get(timeout=timeout)
         except pykka.ActorDeadError:
             raise DeadLetter(f"actor {name!r} stopped before answering") from None

@@ -165,6 +165,7 @@ class SharedLoop:
                 actor._actor_loop_setup()
             finally:
                 self._busy.discard(id(actor))
+                self.handled += 1
         inbox = actor.actor_inbox
         if not actor.actor_stopped.is_set():
             try:

@@ -34,6 +34,7 @@ from loguru import logger
 
 from actors.base import EngineActor, handles
 from actors.directory import Directory
+from actors.ticker import tighten_timer_slack
 from engine.data.errors import DataError
 from engine.data.sources import TickChunk, TickSource
 from engine.messages import (
@@ -77,6 +78,7 @@ class _Pacer(threading.Thread):
     def run(self) -> None:
         # Deadline-based, so the wake-ups track the tick schedule instead of drifting
         # by each wait's overshoot; a late wake-up never fires a catch-up burst.
+        tighten_timer_slack()
         next_at = time.monotonic() + self._interval
         while not self._stop_event.wait(max(0.0, next_at - time.monotonic())):
             next_at = max(next_at + self._interval, time.monotonic())
@@ -120,6 +122,7 @@ class MarketFeedActor(EngineActor):
         if realtime_rate < 0:
             raise ValueError(f"feed {feed_id}: realtime_rate must be >= 0 (0 = as fast as possible), got {realtime_rate}")
         self.feed_id = feed_id
+        self._counters: dict[str, object] = {}
         self.source = source
         self.subscribers = list(dict.fromkeys(subscribers))
         self.consumers = list(dict.fromkeys(consumers))
@@ -148,8 +151,10 @@ class MarketFeedActor(EngineActor):
         self._stalled = False
         self._in_flight: dict[int, set[str]] = {}
         self._chunk: TickChunk | None = None
+        self._cols: tuple = ()
         self._offset = 0
         self._pump_scheduled = False
+        self._timer_armed = False
         self._eos_to_consumers_sent = False
         self._marked_batch = -1
         self._rt_start = 0.0
@@ -186,9 +191,10 @@ class MarketFeedActor(EngineActor):
         if self.realtime_rate > 0:
             self._rt_start = time.monotonic()
             self._rt_start_wall_ns = time.time_ns()
-            interval = min(0.1, max(MIN_PACER_INTERVAL_S, 1.0 / self.realtime_rate))
-            self._pacer = _Pacer(self.actor_ref, interval, self.name)
-            self._pacer.start()
+            if self._loop is None:  # on a shared loop, the loop's own timers pace (see _arm_timer)
+                interval = min(0.1, max(MIN_PACER_INTERVAL_S, 1.0 / self.realtime_rate))
+                self._pacer = _Pacer(self.actor_ref, interval, self.name)
+                self._pacer.start()
         self._schedule_pump()
 
     @handles(BatchDone)
@@ -230,10 +236,26 @@ class MarketFeedActor(EngineActor):
 
     @handles(_Due)
     def on_due(self, _msg: _Due) -> None:
+        self._timer_armed = False
         if self._pacer is not None:
             self._pacer.due_pending = False
         if not self._pump_scheduled:
             self._pump()
+
+    def _arm_timer(self) -> None:
+        """On a shared loop: be told ``_Due`` exactly when the next tick falls due (real time)."""
+        if self._loop is None or self._timer_armed or self._stalled or self.finished:
+            return
+        self._timer_armed = True
+        ref = self.actor_ref
+
+        def due() -> None:  # runs on the loop thread, outside any handler: only a message
+            try:
+                ref.tell(_DUE)
+            except pykka.ActorDeadError:
+                pass
+
+        self._loop.call_at(self._rt_start + (self._rt_sent + 1) / self.realtime_rate, due)
 
     # -- the pump
     def _schedule_pump(self) -> None:
@@ -248,6 +270,7 @@ class MarketFeedActor(EngineActor):
         if self.realtime_rate > 0:
             due = int((time.monotonic() - self._rt_start) * self.realtime_rate) - self._rt_sent
             if due <= 0:
+                self._arm_timer()
                 return
             budget = min(budget, due)
         if not self._have_data():
@@ -266,6 +289,8 @@ class MarketFeedActor(EngineActor):
         sent = self._send(budget)
         if self.realtime_rate == 0 or sent < due:
             self._schedule_pump()  # as fast as possible, or more ticks are already due
+        else:
+            self._arm_timer()
 
     def _checkpoint_due(self) -> bool:
         n = self.next_batch_seq
@@ -296,6 +321,9 @@ class MarketFeedActor(EngineActor):
                 self._chunk = None
                 return False
             self._offset = 0
+            c = self._chunk
+            # Frozen once per chunk: a slice of a read-only array is read-only, so batches need no freeze.
+            self._cols = tuple(None if a is None else freeze(a) for a in (c.ts_ns, c.price, c.size, c.side, c.high, c.low))
         return True
 
     def _send(self, budget: int) -> int:
@@ -304,18 +332,19 @@ class MarketFeedActor(EngineActor):
         start = self._offset
         stop = min(len(chunk), start + budget)
         self._offset = stop
+        ts, price, size, side, high, low = self._cols
         batch = TickBatch(
             feed=self.feed_id,
             batch_seq=self.next_batch_seq,
             symbol=chunk.symbol,
             first_tick_seq=chunk.first_tick_seq + start,
-            ts_ns=freeze(chunk.ts_ns[start:stop]),
-            price=freeze(chunk.price[start:stop]),
-            size=freeze(chunk.size[start:stop]),
-            side=None if chunk.side is None else freeze(chunk.side[start:stop]),
+            ts_ns=ts[start:stop],
+            price=price[start:stop],
+            size=size[start:stop],
+            side=None if side is None else side[start:stop],
             recv_wall_ns=self._recv_wall_ns(),
-            high=None if chunk.high is None else freeze(chunk.high[start:stop]),
-            low=None if chunk.low is None else freeze(chunk.low[start:stop]),
+            high=None if high is None else high[start:stop],
+            low=None if low is None else low[start:stop],
         )
         n = stop - start
         if self.consumers:
@@ -370,4 +399,7 @@ class MarketFeedActor(EngineActor):
 
     def _count(self, name: str, amount: float) -> None:
         if _metrics is not None:
-            _metrics.inc(name, amount, feed=self.feed_id)
+            handle = self._counters.get(name)
+            if handle is None:  # a handle per counter: no key string built per batch
+                handle = self._counters[name] = _metrics.counter(name, feed=self.feed_id)
+            handle.inc(amount)

@@ -241,6 +241,11 @@ class SupervisorActor(EngineActor):
             ref.stop(block=False)  # if it ever wakes up it stops; until then it is quarantined
             logger.warning("{}: {} is hung; abandoned as a zombie", self.name, child.id)
             return
+        if self.directory.on_zombie_thread(ref):
+            # It shares a thread (actors/loop.py) with a hung actor: it cannot stop, so do not wait.
+            ref.stop(block=False)
+            logger.warning("{}: {} runs on a hung thread; abandoned with it", self.name, child.id)
+            return
         if not ref.is_alive():
             return
         try:
@@ -317,6 +322,10 @@ class SupervisorActor(EngineActor):
         if decision.pause_trading:
             self._pause_trading(child, reason)
         targets = [self._find(i) for i in children_to_restart(self.spec.strategy, self._active_ids(), child.id)]
+        if hung and child.ref is not None:
+            # Quarantine the hung thread first: siblings that share it (a shared loop) are
+            # then seen as stuck too and not waited for one shutdown timeout each.
+            self.directory.quarantine_thread_of(child.ref)
         for target in reversed(targets):
             self._stop_child(target, graceful=False, zombie=hung and target is child)
         restart_ids = []
@@ -485,7 +494,7 @@ class SupervisorActor(EngineActor):
                     self._on_child_failure(child, "stopped", "actor stopped without a failure report")
                 continue
             answered = child.probe is None or _resolved(child.probe)
-            progress = getattr(actor_of(ref), "processed", None)
+            progress = getattr(actor_of(ref), "progress", None)
             if child.heartbeat.tick(answered, progress):
                 misses = child.heartbeat.misses
                 self._on_child_failure(child, "hung", f"missed {misses} heartbeats ({self.spec.heartbeat_interval_s:g}s apart)")

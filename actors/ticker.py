@@ -8,6 +8,8 @@ is the one-shot variant (restart backoff).
 
 from __future__ import annotations
 
+import ctypes
+import sys
 import threading
 from typing import Callable
 
@@ -58,3 +60,22 @@ def call_later(delay_s: float, fn: Callable[[], object], name: str = "call-later
     timer.daemon = True
     timer.start()
     return timer
+
+
+_PR_SET_TIMERSLACK = 29
+
+
+def tighten_timer_slack(ns: int = 1000) -> bool:
+    """Let this thread's timed waits wake within ``ns`` of their deadline (Linux; else no-op).
+
+    Why: Linux lets a timed wait of an ordinary thread overshoot by its
+    "timer slack", 50 µs by default (measured here: a 100 µs wait took 170 µs
+    at the median, 116 µs with 1 µs of slack). A pacer that releases ticks on
+    a 100 µs schedule would add that much latency to every tick.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_TIMERSLACK, int(ns), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False

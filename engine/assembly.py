@@ -37,6 +37,7 @@ from typing import Any, Callable
 from actors.directory import Directory
 from actors.event_hub import EventHub
 from actors.indicator import IndicatorActor
+from actors.loop import SharedLoop
 from actors.market_feed import MarketFeedActor
 from actors.monitor import MonitorActor
 from actors.order import OrderActor
@@ -113,6 +114,7 @@ class Engine:
     strategies: list[Strategy]
     journal_path: Path | None
     ended: threading.Event = field(default_factory=threading.Event)
+    loops: Any = None  # PipelineLoops
 
     def stop(self) -> None:
         self.tree.stop(timeout=self.cfg.engine.shutdown_timeout_s)
@@ -167,29 +169,32 @@ def build_engine(
 
     pipeline_names = [ORDERS, VENUE, SAFETY, *(strategy_name(st.strategy_id) for st in strategies), INDICATORS, FEED]
     starts = {"orders": 0}
+    loops = PipelineLoops(cfg.engine.pipeline_threads)
 
     def orders_factory(ctx):
         starts["orders"] += 1
         if starts["orders"] > 1:
             forget_in_flight(ctx.directory, pipeline_names)
+            loops.renew()  # the old threads may be stuck in a hung handler: never reuse them
             if realtime_rate <= 0:
                 restore["cp"] = latest_checkpoint(journal_path)
         return OrderActor.start(ctx.name, ctx.directory, ctx.supervisor, journal=journal_factory, kill=kill, venue=VENUE,
-                                safety=SAFETY, feed=FEED, events=EVENTS, on_end_of_stream=on_eos)
+                                safety=SAFETY, feed=FEED, events=EVENTS, on_end_of_stream=on_eos, loop=loops.orders)
 
-    feed_factory = _feed_factory(cfg, source_factory, realtime_rate, lambda: restore["cp"])
+    feed_factory = _feed_factory(cfg, source_factory, realtime_rate, lambda: restore["cp"], loops)
 
     pipeline: list[ChildSpec] = [ChildSpec(ORDERS, orders_factory, kind="order")]
     pipeline.append(ChildSpec(VENUE, lambda ctx: VenueActor.start(
-        ctx.name, ctx.directory, ctx.supervisor, venue=venue_factory(cfg), orders=ORDERS), kind="venue"))
+        ctx.name, ctx.directory, ctx.supervisor, venue=venue_factory(cfg), orders=ORDERS, loop=loops.orders), kind="venue"))
     pipeline.append(ChildSpec(SAFETY, lambda ctx: SafetyActor.start(
         ctx.name, ctx.directory, ctx.supervisor, cfg=cfg, routes=routes_ids, kill=kill, orders=ORDERS,
-        event_time=realtime_rate == 0, restore_from=state_of(SAFETY)), kind="safety"))
+        event_time=realtime_rate == 0, restore_from=state_of(SAFETY), loop=loops.market), kind="safety"))
     for st in strategies:
-        pipeline.append(ChildSpec(strategy_name(st.strategy_id), _strategy_factory(st, cfg, state_of), kind="strategy"))
+        pipeline.append(ChildSpec(strategy_name(st.strategy_id), _strategy_factory(st, cfg, state_of, loops),
+                                  kind="strategy"))
     pipeline.append(ChildSpec(INDICATORS, lambda ctx: IndicatorActor.start(
         ctx.name, ctx.directory, ctx.supervisor, specs=specs, routes=routes_names,
-        restore_from=state_of(INDICATORS)), kind="indicator"))
+        restore_from=state_of(INDICATORS), loop=loops.market), kind="indicator"))
     pipeline.append(ChildSpec(FEED, feed_factory, kind="feed"))
     pipeline_spec = SupervisorSpec.from_config(PIPELINE, pipeline, cfg.supervision, strategy=RestartStrategy.ONE_FOR_ALL,
                                                decider=pipeline_decider)
@@ -202,8 +207,29 @@ def build_engine(
     spec = SupervisorSpec.from_config(ROOT, children, cfg.supervision)
     tree = start_tree(spec, directory, on_escalate=on_escalate)
     eng = Engine(cfg=cfg, directory=directory, tree=tree, kill=kill, strategies=strategies,
-                 journal_path=journal_path, ended=ended)
+                 journal_path=journal_path, ended=ended, loops=loops)
     return eng
+
+
+class PipelineLoops:
+    """The shared threads of the current pipeline incarnation (``engine.pipeline_threads``).
+
+    ``market`` hosts feed, indicators, strategies and safety; ``orders`` hosts
+    the OrderActor and the venue; with one thread both are the same loop, with
+    none each actor has its own thread.
+    """
+
+    def __init__(self, threads: int):
+        self.threads = int(threads)
+        self.market: SharedLoop | None = None
+        self.orders: SharedLoop | None = None
+        self.renew()
+
+    def renew(self) -> None:
+        if self.threads == 0:
+            return
+        self.market = SharedLoop("pipeline" if self.threads == 1 else "market")
+        self.orders = self.market if self.threads == 1 else SharedLoop("orders")
 
 
 def forget_in_flight(directory: Directory, names: list[str]) -> None:
@@ -233,7 +259,7 @@ def latest_checkpoint(journal_path: Path | None) -> PipelineCheckpoint | None:
 
 
 def _feed_factory(cfg: Config, source_factory: Callable[[], Any], realtime_rate: float,
-                  checkpoint: Callable[[], PipelineCheckpoint | None]) -> Callable:
+                  checkpoint: Callable[[], PipelineCheckpoint | None], loops: PipelineLoops) -> Callable:
     """A fresh feed per start; a restart of a feed that had started resumes by itself.
 
     Replay (as fast as possible) re-runs from tick 0: the journal recognises
@@ -259,21 +285,23 @@ def _feed_factory(cfg: Config, source_factory: Callable[[], Any], realtime_rate:
         ref = MarketFeedActor.start(
             ctx.name, ctx.directory, ctx.supervisor, feed_id=FEED, source=source_factory(), subscribers=[INDICATORS],
             consumers=[ORDERS], batch_size=cfg.feed.batch_size, max_in_flight=cfg.feed.max_in_flight,
-            realtime_rate=realtime_rate, autostart=autostart, checkpoint_every=cfg.feed.checkpoint_every)
+            realtime_rate=realtime_rate, autostart=autostart, checkpoint_every=cfg.feed.checkpoint_every,
+            loop=loops.market)
         last["actor"] = actor_of(ref)
         return ref
 
     return factory
 
 
-def _strategy_factory(st: Strategy, cfg: Config, state_of: Callable[[str], bytes | None]) -> Callable:
+def _strategy_factory(st: Strategy, cfg: Config, state_of: Callable[[str], bytes | None],
+                      loops: PipelineLoops) -> Callable:
     cls, params, sid, symbols = type(st), st.params, st.strategy_id, st.symbols
     assume = cfg.mode == "paper"
 
     def factory(ctx):
         fresh = cls(sid, params, symbols)  # fresh state on every (re)start, then the checkpoint's if any
         return StrategyActor.start(ctx.name, ctx.directory, ctx.supervisor, strategy=fresh, safety=SAFETY,
-                                   assume_fills=assume, restore_from=state_of(ctx.name) or None)
+                                   assume_fills=assume, restore_from=state_of(ctx.name) or None, loop=loops.market)
 
     return factory
 

@@ -55,6 +55,10 @@ class EngineSection(_Section, frozen=True):
     data_dir: str = "var/data"
     shutdown_timeout_s: PositiveFloat = 10.0
     numba_cache_dir: str = ""
+    # Threads the pipeline's actors run on (actors/loop.py): 0 = one per actor (pykka's way),
+    # 1 = all on one shared thread, 2 = market side (feed, indicators, strategies, safety)
+    # and order side (orders, venue) on one thread each.
+    pipeline_threads: Annotated[int, Meta(ge=0, le=2)] = 1
 
 
 class LoggingSection(_Section, frozen=True):
