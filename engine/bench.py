@@ -227,24 +227,74 @@ class ThreadCpuSampler(threading.Thread):
         return by_stage
 
 
+def busy_snapshot() -> dict[str, int]:
+    from actors.loop import STAGE_BUSY_NS
+
+    return dict(STAGE_BUSY_NS)
+
+
+def stage_seconds(thread_cpu: dict[str, float], busy_before: dict[str, int]) -> tuple[dict[str, float], dict[str, float]]:
+    """(seconds per stage, CPU seconds of each shared-loop thread).
+
+    Actors with a thread of their own count that thread's CPU; actors on a
+    shared loop (engine.pipeline_threads) count the time in their handlers,
+    since the loop thread's CPU clock covers all of them at once.
+    """
+    from actors.loop import STAGE_BUSY_NS
+
+    loops = {k: v for k, v in thread_cpu.items() if k.endswith("-loop")}
+    stages = {k: v for k, v in thread_cpu.items() if k not in loops}
+    for name, ns in list(STAGE_BUSY_NS.items()):
+        spent = (ns - busy_before.get(name, 0)) / 1e9
+        if spent > 0:
+            stages[name] = stages.get(name, 0.0) + spent
+    return stages, loops
+
+
 # ---------------------------------------------------------------- the full job
-def measure_job(data: Path, ticks: int, repeats: int = 3, before_each: Callable[[], None] | None = None) -> dict[str, Any]:
-    """``run_replay`` of bench/job.toml, best of ``repeats``; stages and latencies of the best run."""
+def quiet_config(cfg):
+    """The same job with a strategy that never trades (RSI is never below 0): the engine's cost without orders."""
+    rep = msgspec.structs.replace
+    return rep(cfg, strategies=[rep(s, params={**s.params, "lower": 0.0, "upper": 100.0}) for s in cfg.strategies])
+
+
+def measure_quiet(data: Path, ticks: int) -> float:
+    """Seconds of one run of the job without orders (see quiet_config)."""
+    from engine.replay import run_replay
+
+    with tempfile.TemporaryDirectory(prefix="actortrader-bench-") as tmp:
+        rep = run_replay(quiet_config(job_config(Path(tmp), ticks, data)), str(data), symbol=SYMBOL, progress=False,
+                         config_dir=REPO, timeout_s=900)  # fmt: skip
+    if rep["orders"]:
+        raise BenchError(f"the quiet job placed {rep['orders']} orders")
+    return rep["elapsed_s"]
+
+
+def measure_job(data: Path, ticks: int, repeats: int = 3, before_each: Callable[[], None] | None = None,
+                quiet: bool = True) -> dict[str, Any]:
+    """``run_replay`` of bench/job.toml, best of ``repeats``; stages and latencies of the best run.
+
+    With ``quiet`` each run is followed by one of the same job without orders:
+    the difference of the best of each, per order, is what an order costs
+    end to end (``us_per_order_marginal``), apart from the per-tick work.
+    """
     from engine import metrics
     from engine.replay import run_replay
 
-    runs = []
+    runs, quiet_s = [], []
     for _ in range(repeats):
         if before_each is not None:
             before_each()
+        if quiet:
+            quiet_s.append(measure_quiet(data, ticks))
         with tempfile.TemporaryDirectory(prefix="actortrader-bench-") as tmp:
             cfg = job_config(Path(tmp), ticks, data)
             metrics.REGISTRY.reset()
             sampler = ThreadCpuSampler()
+            busy0 = busy_snapshot()
             sampler.start()
             rep = run_replay(cfg, str(data), symbol=SYMBOL, progress=False, config_dir=REPO, timeout_s=900)
-            cpu = sampler.stop()
-            rep["_cpu"] = cpu
+            rep["_cpu"], rep["_loops_cpu"] = stage_seconds(sampler.stop(), busy0)
             rep["_latency"] = metrics.REGISTRY.latency_us()
             runs.append(rep)
     best = max(runs, key=lambda r: r["ticks_per_s"])
@@ -260,9 +310,12 @@ def measure_job(data: Path, ticks: int, repeats: int = 3, before_each: Callable[
         "runs_ticks_per_s": [round(r["ticks_per_s"]) for r in runs],
         "us_per_tick": round(1e6 * secs / max(n, 1), 4),
         "us_per_order": round(1e6 * secs / max(best["orders"], 1), 2),
+        "quiet_ticks_per_s": round(n / min(quiet_s)) if quiet_s else None,
+        "us_per_order_marginal": round(1e6 * max(secs - min(quiet_s), 0.0) / max(best["orders"], 1), 2) if quiet_s else None,
         "boot_s": best["boot_s"], "ingest_s": best["ingest_s"], "batch_size": best["batch_size"],
         "stages_cpu_s": {k: round(v, 4) for k, v in stage_cpu.items()},
         "stages_cpu_us_per_tick": {k: round(1e6 * v / max(n, 1), 4) for k, v in stage_cpu.items()},
+        "loop_threads_cpu_us_per_tick": {k: round(1e6 * v / max(n, 1), 4) for k, v in best["_loops_cpu"].items()},
         "replay_latency_us": best["_latency"],
     }  # fmt: skip
 
@@ -437,6 +490,47 @@ LIVE_STAGES = ("feed_to_indicators", "feed_to_strategy", "feed_to_safety", "feed
                "tick_to_order_at_venue", "feed_to_report")  # fmt: skip
 
 
+def measure_wakeup_floor(seconds: float = 3.0, rate: float = 10_000.0) -> dict[str, Any]:
+    """The live figures' in-run baseline: how late a thread that does nothing wakes for each tick.
+
+    A thread with the engine's timer slack waits for the same schedule the
+    live feed releases ticks on (one every ``1/rate`` s) and records how late
+    it woke. No engine, no GIL contention: what the machine's scheduler
+    alone costs (on a shared VM its preemptions put milliseconds into the
+    tail). The engine's "tick -> venue" percentiles divided by these are the
+    figures that compare across machines.
+    """
+    from actors.ticker import tighten_timer_slack
+    from engine.metrics import PERCENTILES, new_histogram, record_many
+
+    out: list[int] = []
+
+    def run() -> None:
+        tighten_timer_slack()
+        gate = threading.Event()  # never set: a timed wait, like the loop's
+        start = time.monotonic_ns()
+        interval = int(1e9 / rate)
+        end = start + int(seconds * 1e9)
+        k = 1
+        while True:
+            due = start + k * interval
+            if due > end:
+                return
+            now = time.monotonic_ns()
+            if due > now:
+                gate.wait((due - now) / 1e9)
+            out.append(time.monotonic_ns() - due)
+            k = max(k + 1, (time.monotonic_ns() - start) // interval + 1)  # a late wake-up skips, never bursts
+
+    thread = threading.Thread(target=run, name="bench-wakeup-floor", daemon=True)
+    thread.start()
+    thread.join(seconds + 30)
+    hist = new_histogram()
+    record_many(hist, out)
+    pct = {label: hist.get_value_at_percentile(p) / 1000.0 for label, p in PERCENTILES}
+    return {"rate": rate, "seconds": seconds, "samples": len(out), "late_us": {**pct, "max": hist.get_max_value() / 1000.0}}
+
+
 def measure_live(seconds: float = 10.0, rate: float = 10_000.0, warmup_s: float = 1.0,
                  on_engine: Callable[[Any], None] | None = None, **feed: Any) -> dict[str, Any]:
     """Real-time synthetic feed at ``rate`` ticks/s for ``seconds``: latency percentiles per stage.
@@ -465,12 +559,13 @@ def measure_live(seconds: float = 10.0, rate: float = 10_000.0, warmup_s: float 
             before = eng.directory.ask(FEED, GetFeedStats(), timeout=10)
             metrics.REGISTRY.reset()
             sampler = ThreadCpuSampler()  # actor threads exist already: only the window's CPU counts
+            busy0 = busy_snapshot()
             sampler.start()
             if on_engine is not None:
                 on_engine(eng)
             clock.wait(seconds)
             after = eng.directory.ask(FEED, GetFeedStats(), timeout=10)
-            cpu = sampler.stop()
+            cpu, loops_cpu = stage_seconds(sampler.stop(), busy0)
             lat = {k: metrics.REGISTRY.percentiles_us(k) for k in LIVE_STAGES}
         finally:
             eng.stop()
@@ -480,6 +575,7 @@ def measure_live(seconds: float = 10.0, rate: float = 10_000.0, warmup_s: float 
             "mean_batch": round(ticks / batches, 2), "backpressure_waits": after.backpressure_waits,
             "stages_cpu_us_per_batch": {k: round(1e6 * v / batches, 1) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])
                                         if v > 0 and k not in ("MainThread", "bench-cpu-sampler")},
+            "loop_threads_cpu_us_per_batch": {k: round(1e6 * v / batches, 1) for k, v in loops_cpu.items()},
             "latency_us": lat}  # fmt: skip
 
 
@@ -537,6 +633,10 @@ def run_suite(data: Path, ticks: int, *, live_seconds: float = 10.0, repeats: in
     log(f"full job: {job['ticks_per_s']:,} ticks/s (runs {job['runs_ticks_per_s']})")
     live = measure_live(seconds=live_seconds) if live_seconds > 0 else None
     if live:
+        floor = measure_wakeup_floor(seconds=min(live_seconds, 5.0), rate=live["rate"])
+        live["wakeup_floor"] = floor
+        live["vs_floor"] = {stage: {k: round(p[k] / max(floor["late_us"][k], 1e-3), 2) for k in ("p50", "p99", "p99.9")}
+                            for stage, p in live["latency_us"].items() if p}  # fmt: skip
         e2e = live["latency_us"].get("feed_to_venue", {})
         log(f"live {live['rate']:.0f} ticks/s: tick -> venue p50 {e2e.get('p50')} p99 {e2e.get('p99')} us")
     mem = measure_memory(data, min(ticks, 1_000_000)) if memory else None
@@ -574,6 +674,9 @@ def format_table(r: dict[str, Any]) -> str:
         ("  per tick", f"{j['us_per_tick']:.3f} us", f"{j['us_per_tick'] / b['us_per_tick']:.2f}x"),
         ("  engine overhead per tick", f"{ratios['engine_overhead_us_per_tick']:.3f} us", ""),
         ("  per order", f"{j['us_per_order']:.2f} us", f"{ratios['us_per_order_vs_baseline_us_per_tick']:.0f}x tick"),
+        *([("  per order, marginal (job - job without orders)", f"{j['us_per_order_marginal']:.2f} us", ""),
+           ("  same job without orders", f"{j['quiet_ticks_per_s']:,} ticks/s",
+            f"{j['quiet_ticks_per_s'] / b['ticks_per_s']:.2f}x")] if j.get("us_per_order_marginal") is not None else []),
         ("  orders / fills", f"{j['orders']:,} / {j['fills']:,}", "match" if ratios["fills_match_baseline"] else "DIFFER"),
     ]
     for stage, us in j["stages_cpu_us_per_tick"].items():
@@ -592,6 +695,11 @@ def format_table(r: dict[str, Any]) -> str:
             if p:
                 rows.append((f"  {stage}", f"p50 {p['p50']:.0f} p99 {p['p99']:.0f} p99.9 {p['p99.9']:.0f} us",
                              f"n={p['count']:.0f}"))
+        floor = live.get("wakeup_floor")
+        if floor:
+            f = floor["late_us"]
+            rows.append(("  machine floor: an idle thread's wake-up lateness", f"p50 {f['p50']:.0f} p99 {f['p99']:.0f} "
+                         f"p99.9 {f['p99.9']:.0f} us", f"n={floor['samples']}"))  # fmt: skip
     mem = r.get("memory")
     if mem:
         small, big = mem["sizes"]
