@@ -108,19 +108,24 @@ class SharedLoop:
     def call_at(self, deadline: float, fn: Any) -> None:
         """Run ``fn()`` on the loop thread once ``time.monotonic()`` reaches ``deadline``.
 
-        For timers of the loop's own actors (call it from their handlers):
-        ``fn`` should only tell its actor a message. Why not a timer thread:
-        a thread that wakes every 100 µs must win the GIL from the loop each
-        time, which can take a whole switch interval (5 ms); the loop instead
-        sleeps until the earliest deadline and fires it itself.
+        ``fn`` should only tell an actor a message (it runs outside any
+        handler). Why not a timer thread: a thread that wakes every 100 µs
+        must win the GIL from the loop each time, which can take a whole
+        switch interval (5 ms); the loop instead sleeps until the earliest
+        deadline and fires it itself. Safe to call from any thread.
         """
-        heapq.heappush(self._timers, (deadline, next(self._timer_seq), fn))
+        with self._cv:
+            heapq.heappush(self._timers, (deadline, next(self._timer_seq), fn))
+            if self._sleeping:
+                self._cv.notify()
 
     def _fire_due_timers(self) -> None:
         timers = self._timers
-        now = time.monotonic()
-        while timers and timers[0][0] <= now:
-            fn = heapq.heappop(timers)[2]
+        while True:
+            with self._cv:
+                if not timers or timers[0][0] > time.monotonic():
+                    return
+                fn = heapq.heappop(timers)[2]
             try:
                 fn()
             except Exception:  # noqa: BLE001 - a timer callback must not end the loop

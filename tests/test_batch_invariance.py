@@ -52,3 +52,16 @@ def test_every_batch_size_gives_the_plain_loop_fills(reports):
     summary = {(rep["orders"], rep["fills"], rep["realized_pnl"], rep["max_drawdown"], json.dumps(rep["position"]))
                for rep in reports.values()}
     assert len(summary) == 1, summary
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_the_thread_layout_of_the_pipeline_changes_nothing(reports, tmp_path, threads):
+    """engine.pipeline_threads is a latency knob only: a thread per actor, or market and order side apart."""
+    import msgspec
+
+    for batch in (7, 4096):
+        cfg = job_config(tmp_path, TICKS, batch_size=batch)
+        cfg = msgspec.structs.replace(cfg, engine=msgspec.structs.replace(cfg.engine, pipeline_threads=threads))
+        rep = run_replay(cfg, str(SPY_TICKS), symbol="SPY", progress=False, timeout_s=90)
+        assert rep["journal_digest"] == reports[batch]["journal_digest"], (threads, batch)
+        assert rep["fills"] == reports[batch]["fills"]

@@ -29,10 +29,15 @@ def test_bench_writes_every_figure(tmp_path):
     assert job["ticks"] == 20_000 and job["orders"] > 0
     assert {"ticks_per_s", "us_per_tick", "us_per_order", "stages_cpu_us_per_tick", "replay_latency_us"} <= job.keys()
     assert {"OrderActor", "VenueActor", "StrategyActor", "IndicatorActor"} <= job["stages_cpu_us_per_tick"].keys()
+    assert job["loop_threads_cpu_us_per_tick"]  # the default layout: the pipeline on a shared loop
+    assert job["quiet_ticks_per_s"] > 0 and job["us_per_order_marginal"] >= 0
     assert r["ratios"]["fills_match_baseline"] is True
     assert r["job"]["fills"] == r["baseline"]["fills"]
     live = r["live"]["latency_us"]["feed_to_venue"]
     assert live["count"] > 0 and live["p50"] <= live["p99"] <= live["p99.9"] <= live["max"]
+    floor = r["live"]["wakeup_floor"]
+    assert floor["samples"] > 0 and 0 <= floor["late_us"]["p50"] <= floor["late_us"]["p99"] <= floor["late_us"]["max"]
+    assert r["live"]["vs_floor"]["feed_to_venue"]["p50"] > 0
     mem = r["memory"]
     assert mem["sizes"] == [20_000, 400_000]
     assert mem["400000"]["ticks"] == 400_000 and mem["20000"]["ticks"] == 20_000

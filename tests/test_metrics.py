@@ -49,6 +49,36 @@ def test_latency_percentiles_match_numpy_within_hdr_precision():
     assert reg.percentiles_us("never") == {}
 
 
+def test_bulk_recording_equals_hdrh_sample_by_sample():
+    """record_many / values_at_percentiles are hdrh's own arithmetic, vectorized: identical counts and values."""
+    rng = np.random.default_rng(11)
+    for sigma in (0.5, 2.0, 4.0):
+        samples = np.concatenate([rng.lognormal(11, sigma, 5_000).astype(np.int64), [0, -3, 1, 2**41, 10**15]])
+        one, bulk = metrics.new_histogram(), metrics.new_histogram()
+        for ns in samples:
+            one.record_value(min(max(int(ns), 1), 3_600 * 10**9))
+        metrics.record_many(bulk, samples)
+        assert list(one.counts) == list(bulk.counts)
+        assert (one.total_count, one.min_value, one.max_value) == (bulk.total_count, bulk.min_value, bulk.max_value)
+        qs = [0.0, 1.0, 50.0, 90.0, 99.0, 99.9, 99.99, 100.0]
+        assert metrics.values_at_percentiles(bulk, qs) == [one.get_value_at_percentile(q) for q in qs]
+
+
+def test_samples_recorded_from_many_threads_are_all_counted():
+    reg = Registry()
+
+    def work(k: int) -> None:
+        for i in range(3_000):  # more than one fold each, so folds and appends interleave
+            reg.record_ns("shared", 1_000 + i + k)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert reg.percentiles_us("shared")["count"] == 12_000
+
+
 def test_latency_clamps_nonsense_instead_of_failing():
     reg = Registry()
     reg.record_ns("x", -5)
