@@ -41,8 +41,11 @@ from typing import Any
 
 import pykka
 from pykka import ActorRegistry
+from pykka import messages as pykka_messages
 from loguru import logger
 
+_PYKKA_MESSAGES = (pykka_messages._ActorStop, pykka_messages.ProxyCall, pykka_messages.ProxyGetAttr,  # noqa: SLF001
+                   pykka_messages.ProxySetAttr)
 _loop_counter = count(0)
 _BY_THREAD: dict[int, "SharedLoop"] = {}  # loop thread ident -> loop (for asks made on it)
 # Wall time spent in handlers, by actor class, over every loop of the process: on a shared
@@ -206,7 +209,11 @@ class SharedLoop:
     def _handle(actor: Any, envelope: Any) -> None:
         """One turn of pykka's ``_actor_loop_running``, unchanged in meaning."""
         try:
-            response = actor._handle_receive(envelope.message)
+            message = envelope.message
+            if isinstance(message, _PYKKA_MESSAGES):
+                response = actor._handle_receive(message)
+            else:  # what _handle_receive would do after four isinstance checks
+                response = actor.on_receive(message)
             if envelope.reply_to is not None:
                 envelope.reply_to.set(response)
         except Exception:
