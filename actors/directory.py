@@ -139,10 +139,7 @@ class Directory:
         Returns how many messages were moved.
         """
         if zombie:
-            ident = getattr(actor_of(ref), "_thread_ident", None)
-            if ident is not None:
-                with self._lock:
-                    self._zombie_threads.add(ident)
+            self.quarantine_thread_of(ref)
         return self.salvage(name, ref)
 
     def salvage(self, name: str, ref: pykka.ActorRef, already_taken: Iterable[Any] = ()) -> int:
