@@ -208,11 +208,13 @@ class MarketFeedActor(EngineActor):
         if waiting:
             return
         del self._in_flight[msg.batch_seq]
+        was_stalled = self._stalled
         self._set_stalled(False)
         if self.finished:
             self._maybe_end_consumers()
-        else:
+        elif self.realtime_rate <= 0 or was_stalled:
             self._schedule_pump()
+        # else (real time, not waiting for this credit): a timer or a pump is already pending.
 
     @handles(GetFeedStats)
     def on_get_stats(self, _msg: GetFeedStats) -> FeedStats:
