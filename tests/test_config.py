@@ -27,6 +27,7 @@ def test_config_is_frozen():
     ({"risk": {"max_ordr_qty": 5}}, "risk.max_ordr_qty: unknown key"),
     ({"feed": {"batch_size": 0}}, "feed.batch_size: expected a number >= 1, got 0"),
     ({"feed": {"batch_size": 70000}}, "feed.batch_size: expected a number <= 65536, got 70000"),
+    ({"engine": {"pipeline_threads": 3}}, "engine.pipeline_threads: expected a number <= 2, got 3"),
     ({"feed": {"batch_size": "big"}}, "feed.batch_size: expected an integer, got 'big'"),
     ({"instruments": [{"symbol": "a b"}]}, "instruments[0].symbol: expected text matching"),
     ({"mode": "lve"}, "mode: expected one of the allowed values, got 'lve'"),
