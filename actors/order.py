@@ -189,7 +189,11 @@ class OrderActor(EngineActor):
         if denials or retold:
             self._tell_strategies(denials=denials, events=retold)
         if new_denials:
-            self._to_hub(OrderUpdates(strategy_id="*", denials=new_denials))
+            if self._loop is not None:  # with the other updates, at most one hand-off per period
+                self.hub_pending.append(OrderUpdates(strategy_id="*", denials=new_denials))
+                self._flush_hub_later()
+            else:
+                self._to_hub(OrderUpdates(strategy_id="*", denials=new_denials))
         if self.in_flight_resend and self.journal_kind == "run" and not killed:
             # `run` continues with fresh ids, so nothing will re-decide these: settle them now.
             # (A paper venue that restarted never knew them; a live one is asked first.)
@@ -323,7 +327,8 @@ class OrderActor(EngineActor):
             return
         self.events.tell(OrderUpdates(
             strategy_id="*", events=[e for u in pending for e in u.events], fills=[f for u in pending for f in u.fills],
-            fill_blocks=[b for u in pending for b in u.fill_blocks], venue_watermark=pending[-1].venue_watermark,
+            denials=[d for u in pending for d in u.denials],
+            fill_blocks=[b for u in pending for b in u.fill_blocks], venue_watermark=max(u.venue_watermark for u in pending),
             realized_pnl=pending[-1].realized_pnl,
         ))  # fmt: skip
 

@@ -14,8 +14,10 @@ import threading
 import time
 
 import msgspec
+import pytest
 
 from actors.base import EngineActor, handles
+from actors.directory import actor_of
 from actors.market_feed import MarketFeedActor
 from engine.assembly import EVENTS, FEED, INDICATORS, ORDERS, SAFETY, VENUE, build_engine, strategy_name
 from engine.bench import live_config
@@ -106,18 +108,25 @@ def test_realtime_batches_are_one_tick_when_idle_and_larger_in_a_burst(harness):
     assert statistics.mean(fast) > statistics.mean(slow)
 
 
-def test_a_burst_never_grows_any_mailbox_past_its_bound(tmp_path):
+@pytest.mark.parametrize("threads,orders_per_s", [(1, 1e9), (1, None), (0, 1e9)],
+                         ids=["shared-loop", "shared-loop-with-denials", "thread-per-actor"])
+def test_a_burst_never_grows_any_mailbox_past_its_bound(tmp_path, threads, orders_per_s):
     """1M ticks/s into the whole engine (journal on): the feed waits for credit, mailboxes stay small.
 
-    The order-rate limit is lifted so that no order is denied: a denial makes the
-    strategy roll back and re-decide out of round (``batch_seq`` -1), traffic the
-    feed's credits do not cover (reported to the lead: with the default 100
-    orders/s in this burst the venue's mailbox reached 56 such rounds and the
-    event hub's 80 updates). This test pins what credits do guarantee.
+    With the default order-rate limit (``orders_per_s`` None: 100/s) most orders in
+    this burst are denied, and every denial makes the strategy roll back and
+    re-decide out of round (``batch_seq`` -1): traffic the feed's credits do not
+    cover. On the shared loop (the default layout) every actor handles one
+    message per turn, so that traffic cannot queue up either (measured: at most
+    4 messages in any mailbox) and the event hub is fed at most every 20 ms. With
+    a thread per actor the test lifts the limit and pins what credits alone
+    guarantee (with denials, that layout's venue once held 56 re-decided rounds).
     """
     max_in_flight = 4
     cfg = live_config(tmp_path, 1_000_000.0, batch_size=16, max_in_flight=max_in_flight)
-    cfg = msgspec.structs.replace(cfg, risk=msgspec.structs.replace(cfg.risk, max_orders_per_s=1e9))
+    rep = msgspec.structs.replace
+    cfg = rep(cfg, engine=rep(cfg.engine, pipeline_threads=threads),
+              risk=rep(cfg.risk, max_orders_per_s=orders_per_s or cfg.risk.max_orders_per_s))
     jdir = journal_dir(cfg)
     jdir.mkdir(parents=True, exist_ok=True)
     eng = build_engine(cfg, source_factory=lambda: SyntheticSource(cfg.instruments, seed=3, max_ticks=0),
@@ -138,8 +147,11 @@ def test_a_burst_never_grows_any_mailbox_past_its_bound(tmp_path):
             assert stats.in_flight <= max_in_flight
             rounds += 1
         elapsed = time.monotonic() - t0
+        denied = actor_of(eng.directory.ref(SAFETY)).denied
     finally:
         eng.stop()
+    if orders_per_s is None:
+        assert denied > 10, denied  # the case with out-of-round re-decisions really happened
     assert stats.ticks >= 30_000, f"only {stats.ticks} ticks went through"
     assert rounds > 20
     # Per batch in flight a stage gets at most a couple of messages (data + its outcome).
