@@ -86,7 +86,7 @@ class SharedLoop:
         actor._loop_setup_pending = True
         with self._cv:
             self._members.add(actor)
-            if self._thread is None or not self._thread.is_alive():
+            if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
         self.schedule(actor)
@@ -96,6 +96,7 @@ class SharedLoop:
 
     @property
     def thread(self) -> threading.Thread | None:
+        """The loop's thread while it has members (None once it ended)."""
         return self._thread
 
     # -- scheduling (called by LoopMailbox.put from any thread)
@@ -157,8 +158,9 @@ class SharedLoop:
                                     break
                             self._cv.wait(timeout)
                         self._sleeping = False
-                    if not self._members and not ready:
-                        return
+                        if not self._members and not ready:
+                            self._thread = None  # decided under the lock: a later add() starts a new thread
+                            return
                     continue
                 self._serve(ready.popleft())
         finally:

@@ -196,3 +196,20 @@ def test_per_actor_threads_are_still_the_default_without_a_loop():
         assert actor._loop is None and actor.threads and threading.get_ident() not in actor.threads
     finally:
         ref.stop(timeout=WAIT)
+
+
+def test_an_actor_added_after_the_loop_ended_gets_a_new_thread():
+    directory = Directory()
+    loop = SharedLoop("again")
+    first = Recorder.start("first", directory, None, loop=loop)
+    first.ask(GetTradingState(), timeout=WAIT)
+    old = loop.thread
+    first.stop(timeout=WAIT)
+    old.join(WAIT)
+    assert not old.is_alive() and loop.thread is None
+    second = Recorder.start("second", directory, None, loop=loop)
+    try:
+        assert second.ask(GetTradingState(), timeout=WAIT) == []
+        assert loop.thread is not None and loop.thread is not old and loop.thread.is_alive()
+    finally:
+        second.stop(timeout=WAIT)
