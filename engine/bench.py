@@ -228,9 +228,9 @@ class ThreadCpuSampler(threading.Thread):
 
 
 def busy_snapshot() -> dict[str, int]:
-    from actors.loop import STAGE_BUSY_NS
+    from engine.assembly import stage_busy_ns
 
-    return dict(STAGE_BUSY_NS)
+    return stage_busy_ns()
 
 
 def stage_seconds(thread_cpu: dict[str, float], busy_before: dict[str, int]) -> tuple[dict[str, float], dict[str, float]]:
@@ -240,11 +240,9 @@ def stage_seconds(thread_cpu: dict[str, float], busy_before: dict[str, int]) -> 
     shared loop (engine.pipeline_threads) count the time in their handlers,
     since the loop thread's CPU clock covers all of them at once.
     """
-    from actors.loop import STAGE_BUSY_NS
-
     loops = {k: v for k, v in thread_cpu.items() if k.endswith("-loop")}
     stages = {k: v for k, v in thread_cpu.items() if k not in loops}
-    for name, ns in list(STAGE_BUSY_NS.items()):
+    for name, ns in busy_snapshot().items():
         spent = (ns - busy_before.get(name, 0)) / 1e9
         if spent > 0:
             stages[name] = stages.get(name, 0.0) + spent
@@ -500,7 +498,7 @@ def measure_wakeup_floor(seconds: float = 3.0, rate: float = 10_000.0) -> dict[s
     tail). The engine's "tick -> venue" percentiles divided by these are the
     figures that compare across machines.
     """
-    from actors.ticker import tighten_timer_slack
+    from engine.assembly import tighten_timer_slack
     from engine.metrics import PERCENTILES, new_histogram, record_many
 
     out: list[int] = []
