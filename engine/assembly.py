@@ -145,6 +145,11 @@ def build_engine(
     directory = Directory(buffer_while_down=cfg.supervision.buffer_while_down)
     kill = KillFlag()
     strategies = load_strategies(cfg, config_dir)
+    # Every numba kernel loaded (or, on a fresh install, compiled) here, before any actor runs:
+    # a compile of seconds inside a handler would stall its loop-mates (health asks, heartbeats).
+    from engine.replay import warm_up
+
+    warm_up(strategies)
     ended = threading.Event()
     # The cut the pipeline (re)starts from: given for --resume, re-read from the journal on a restart.
     restore: dict[str, PipelineCheckpoint | None] = {"cp": checkpoint}
