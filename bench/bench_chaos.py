@@ -73,7 +73,7 @@ def run_replay_under(cfg: Config, data: Path, *, chaos: dict[str, Any] | None, t
     from engine.journal import Journal
     from engine.journal_runs import journal_dir, new_run_path, start_run
     from engine.messages import GetFeedStats, StartFeed
-    from engine.replay import build_report, capped, ingest, replay_config, warm_up
+    from engine.replay import build_report, capped, ingest, replay_config
 
     cfg = replay_config(cfg, str(data), "SPY", None)
     jdir = journal_dir(cfg)
@@ -93,7 +93,6 @@ def run_replay_under(cfg: Config, data: Path, *, chaos: dict[str, Any] | None, t
     escalated: list[str] = []
     eng = build_engine(cfg, source_factory=lambda: capped(open_source(), cfg.feed.max_ticks), journal_path=journal_path,
                        on_escalate=escalated.append, with_monitor=True)
-    warm_up(eng.strategies)
     injected: list[dict[str, Any]] = []
     missed = 0
     t0 = time.perf_counter()

@@ -418,7 +418,6 @@ def rss_child(data: Path, ticks: int) -> dict[str, Any]:
     from engine.assembly import FEED, build_engine
     from engine.journal_runs import journal_dir, new_run_path, start_run
     from engine.messages import GetFeedStats, StartFeed
-    from engine.replay import warm_up
 
     rss_imports = _rss_now_mb()
     base = min(ticks, 1_000_000)
@@ -434,7 +433,6 @@ def rss_child(data: Path, ticks: int) -> dict[str, Any]:
 
         eng = build_engine(cfg, source_factory=lambda: capped(RepeatSource(data, base, laps), ticks),
                            journal_path=journal_path, config_dir=REPO, with_monitor=False)
-        warm_up(eng.strategies)
         rss_boot = _rss_now_mb()
         t0 = time.perf_counter()
         try:
@@ -541,7 +539,6 @@ def measure_live(seconds: float = 10.0, rate: float = 10_000.0, warmup_s: float 
     from engine.data import SyntheticSource
     from engine.journal_runs import journal_dir, new_run_path
     from engine.messages import GetFeedStats, StartFeed
-    from engine.replay import warm_up
 
     with tempfile.TemporaryDirectory(prefix="actortrader-live-") as tmp:
         cfg = live_config(Path(tmp), rate, **feed)
@@ -549,7 +546,6 @@ def measure_live(seconds: float = 10.0, rate: float = 10_000.0, warmup_s: float 
         jdir.mkdir(parents=True, exist_ok=True)
         eng = build_engine(cfg, source_factory=lambda: SyntheticSource(cfg.instruments, seed=cfg.feed.seed, max_ticks=0),
                            journal_path=new_run_path(jdir, kind="run"), realtime_rate=rate, with_monitor=False)
-        warm_up(eng.strategies)
         clock = threading.Event()  # never set: a plain timed wait for the run's duration
         try:
             eng.directory.tell(FEED, StartFeed(after_tick_seq=-1))

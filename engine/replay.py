@@ -93,8 +93,7 @@ def run_replay(
     skipped = checkpoint.last_tick_seq + 1 if checkpoint is not None else 0
     t_boot = time.perf_counter()
     eng = build_engine(cfg, source_factory=source_factory, journal_path=journal_path, config_dir=config_dir,
-                       on_escalate=escalated.append, with_monitor=False, checkpoint=checkpoint)
-    warm_up(eng.strategies)
+                       on_escalate=escalated.append, with_monitor=False, checkpoint=checkpoint)  # kernels loaded too
     boot_s = time.perf_counter() - t_boot
     t0 = time.perf_counter()
     try:
@@ -146,38 +145,6 @@ def ingest(open_source) -> float:
         pass
     src.close()
     return time.perf_counter() - t
-
-
-def warm_up(strategies) -> None:
-    """Load every numba kernel the pipeline uses before the clock starts.
-
-    With the on-disk cache this is a load, not a compile (~0.3 s once per
-    process); the report gives it as ``boot_s`` rather than hiding it in ticks/s.
-    """
-    import numpy as np
-
-    from engine.config import IndicatorSpec
-    from engine.indicators import IndicatorSet, atr, bollinger, ema, key_for, macd, rsi, sma
-    from engine.messages import IndicatorBatch, freeze
-
-    x = np.linspace(1.0, 2.0, 64)
-    rsi(x, 14), sma(x, 5), ema(x, 5), bollinger(x, 5, 2.0), macd(x, 3, 6, 2), atr(x, x, x, 5)
-    from engine.orders import _apply_fills
-    from engine.risk import _sum_in_turn, _within_limits
-
-    side, ts = np.ones(2, dtype=np.int8), np.arange(2, dtype=np.int64)  # the order path's column kernels
-    _apply_fills(0.0, 0.0, 0.0, 0.0, 0.0, side, x[:2], x[:2], x[:2])
-    _within_limits(side, x[:2], x[:2], ts, 0.0, ts, 1.0, 1.0, 1.0, 1.0), _sum_in_turn(0.0, side, x[:2])
-    for st in strategies:
-        specs = list(st.indicators())
-        IndicatorSet(specs or [IndicatorSpec(kind="rsi")]).update(x)
-        values = {k: freeze(np.full(64, np.nan)) for spec in specs for k in key_for(spec)}
-        batch = IndicatorBatch(feed="warm", batch_seq=0, symbol="", first_tick_seq=0,
-                               ts_ns=freeze(np.zeros(64, dtype=np.int64)), price=freeze(x), size=freeze(x), values=values)
-        try:
-            st.decide(batch, 0, 0.0)
-        except NotImplementedError:
-            pass  # a per-tick strategy: nothing compiled to load
 
 
 class _Capped:
