@@ -41,8 +41,14 @@ from engine.messages import (
 )
 
 
-class PriorityInbox(queue.Queue):
-    """Unbounded mailbox with a fast lane for ``priority_types`` (and their subclasses)."""
+class Lanes:
+    """Two FIFO lanes and the rule that picks one: what every mailbox here shares.
+
+    Used under the queue's mutex by :class:`PriorityInbox` and without one by
+    the shared loop's mailbox (actors/loop.py).
+    """
+
+    __slots__ = ("priority_types", "_is_fast", "fast", "normal")
 
     def __init__(self, priority_types: Iterable[type] = ()):
         self.priority_types: tuple[type, ...] = tuple(priority_types)
@@ -51,34 +57,58 @@ class PriorityInbox(queue.Queue):
                 raise TypeError(f"PriorityInbox: priority_types must be classes, got {typ!r}")
         # message class -> True (fast lane) / False; filled on first sight of a class.
         self._is_fast: dict[type, bool] = {typ: True for typ in self.priority_types}
-        super().__init__()  # calls _init
+        self.fast: collections.deque[Any] = collections.deque()
+        self.normal: collections.deque[Any] = collections.deque()
 
-    # -- queue.Queue extension points (called with the queue's mutex held)
-    def _init(self, maxsize: int) -> None:
-        self._fast: collections.deque[Any] = collections.deque()
-        self._normal: collections.deque[Any] = collections.deque()
-
-    def _qsize(self) -> int:
-        return len(self._fast) + len(self._normal)
-
-    def _put(self, envelope: Any) -> None:
+    def push(self, envelope: Any) -> None:
         cls = type(envelope.message)  # pykka only ever puts Envelopes
         fast = self._is_fast.get(cls)
         if fast is None:
             fast = self._is_fast[cls] = issubclass(cls, self.priority_types)
-        if fast:
-            self._fast.append(envelope)
-        else:
-            self._normal.append(envelope)
+        (self.fast if fast else self.normal).append(envelope)
+
+    def pop(self) -> Any:
+        """The next envelope, fast lane first; IndexError when both are empty."""
+        if self.fast:
+            try:
+                return self.fast.popleft()
+            except IndexError:  # taken meanwhile (the lock-free mailbox has two takers at most)
+                pass
+        return self.normal.popleft()
+
+    def __len__(self) -> int:
+        return len(self.fast) + len(self.normal)
+
+    def sizes(self) -> tuple[int, int]:
+        return len(self.fast), len(self.normal)
+
+
+class PriorityInbox(queue.Queue):
+    """Unbounded mailbox with a fast lane for ``priority_types`` (and their subclasses)."""
+
+    def __init__(self, priority_types: Iterable[type] = ()):
+        self._lanes = Lanes(priority_types)
+        self.priority_types = self._lanes.priority_types
+        super().__init__()
+
+    # -- queue.Queue extension points (called with the queue's mutex held)
+    def _init(self, maxsize: int) -> None:
+        pass  # the lanes exist already
+
+    def _qsize(self) -> int:
+        return len(self._lanes)
+
+    def _put(self, envelope: Any) -> None:
+        self._lanes.push(envelope)
 
     def _get(self) -> Any:
-        return self._fast.popleft() if self._fast else self._normal.popleft()
+        return self._lanes.pop()
 
     # -- introspection
     def lane_sizes(self) -> tuple[int, int]:
         """(fast, normal) queued counts, read consistently."""
         with self.mutex:
-            return len(self._fast), len(self._normal)
+            return self._lanes.sizes()
 
 
 # Control and query messages: what must not wait behind a data backlog.

@@ -44,6 +44,8 @@ from pykka import ActorRegistry
 from pykka import messages as pykka_messages
 from loguru import logger
 
+from actors.inbox import Lanes
+
 _PYKKA_MESSAGES = (pykka_messages._ActorStop, pykka_messages.ProxyCall, pykka_messages.ProxyGetAttr,  # noqa: SLF001
                    pykka_messages.ProxySetAttr)
 _loop_counter = count(0)
@@ -278,29 +280,18 @@ class LoopMailbox:
     """
 
     def __init__(self, priority_types: tuple[type, ...], loop: SharedLoop, owner: Any):
-        self.priority_types = tuple(priority_types)
-        self._is_fast: dict[type, bool] = {typ: True for typ in self.priority_types}
-        self._fast: collections.deque[Any] = collections.deque()
-        self._normal: collections.deque[Any] = collections.deque()
+        self._lanes = Lanes(priority_types)
+        self.priority_types = self._lanes.priority_types
         self._loop = loop
         self._owner = owner
 
     def put(self, envelope: Any, block: bool = True, timeout: float | None = None) -> None:
-        cls = type(envelope.message)
-        fast = self._is_fast.get(cls)
-        if fast is None:
-            fast = self._is_fast[cls] = issubclass(cls, self.priority_types)
-        (self._fast if fast else self._normal).append(envelope)
+        self._lanes.push(envelope)
         self._loop.schedule(self._owner)
 
     def get_nowait(self) -> Any:
-        if self._fast:
-            try:
-                return self._fast.popleft()
-            except IndexError:  # taken meanwhile by a salvaging thread
-                pass
         try:
-            return self._normal.popleft()
+            return self._lanes.pop()
         except IndexError:
             raise queue.Empty from None
 
@@ -308,10 +299,10 @@ class LoopMailbox:
         return self.get_nowait()  # never waited on: the loop only takes what is there
 
     def empty(self) -> bool:
-        return not self._fast and not self._normal
+        return not self._lanes
 
     def qsize(self) -> int:
-        return len(self._fast) + len(self._normal)
+        return len(self._lanes)
 
     def lane_sizes(self) -> tuple[int, int]:
-        return len(self._fast), len(self._normal)
+        return self._lanes.sizes()
