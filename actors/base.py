@@ -134,6 +134,22 @@ class EngineActor(pykka.ThreadingActor):
         """
         return self.processed if self._loop is None else self._loop.handled
 
+    def tell_self_at(self, deadline: float, message: Any) -> None:
+        """Be told ``message`` once ``time.monotonic()`` reaches ``deadline``: a timer of the actor's loop.
+
+        Only for actors on a shared loop (a thread per actor keeps its own timer threads).
+        """
+        assert self._loop is not None, f"{self.name}: tell_self_at needs a shared loop"
+        ref = self.actor_ref
+
+        def due() -> None:  # runs on the loop thread outside any handler: it only sends
+            try:
+                ref.tell(message)
+            except pykka.ActorDeadError:
+                pass  # stopped meanwhile
+
+        self._loop.call_at(deadline, due)
+
     def addr(self, name: str) -> Address:
         return self.directory.address(name)
 

@@ -249,15 +249,7 @@ class MarketFeedActor(EngineActor):
         if self._loop is None or self._timer_armed or self._stalled or self.finished:
             return
         self._timer_armed = True
-        ref = self.actor_ref
-
-        def due() -> None:  # runs on the loop thread, outside any handler: only a message
-            try:
-                ref.tell(_DUE)
-            except pykka.ActorDeadError:
-                pass
-
-        self._loop.call_at(self._rt_start + (self._rt_sent + 1) / self.realtime_rate, due)
+        self.tell_self_at(self._rt_start + (self._rt_sent + 1) / self.realtime_rate, _DUE)
 
     # -- the pump
     def _schedule_pump(self) -> None:

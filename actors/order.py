@@ -189,11 +189,8 @@ class OrderActor(EngineActor):
         if denials or retold:
             self._tell_strategies(denials=denials, events=retold)
         if new_denials:
-            if self._loop is not None:  # with the other updates, at most one hand-off per period
-                self.hub_pending.append(OrderUpdates(strategy_id="*", denials=new_denials))
-                self._flush_hub_later()
-            else:
-                self._to_hub(OrderUpdates(strategy_id="*", denials=new_denials))
+            self.hub_pending.append(OrderUpdates(strategy_id="*", denials=new_denials))
+            self._hand_to_hub()
         if self.in_flight_resend and self.journal_kind == "run" and not killed:
             # `run` continues with fresh ids, so nothing will re-decide these: settle them now.
             # (A paper venue that restarted never knew them; a live one is asked first.)
@@ -288,29 +285,26 @@ class OrderActor(EngineActor):
             self.hub_pending.append(upd)
         if rep.batch_seq >= 0 and rep.feed:
             self.directory.tell(self.feed_name, BatchDone(feed=rep.feed, batch_seq=rep.batch_seq, consumer=self.name))
-        if rep.end_of_stream:
-            self._flush_hub()
-        elif self._loop is not None:
-            # The hub has a thread of its own: each hand-off is a wake-up (a futex call, ~7% of
-            # the loop's time when done per round). People read the hub: 50 updates/s is plenty.
-            self._flush_hub_later()
-        elif len(self.hub_pending) >= HUB_EVERY or not self.mailbox_depth():
-            self._flush_hub()
+        self._hand_to_hub(now=rep.end_of_stream)
         if rep.end_of_stream and self.on_end_of_stream is not None:
             self.on_end_of_stream(rep.feed)
 
-    def _flush_hub_later(self) -> None:
-        if self.hub_pending and not self._hub_timer_armed:
-            self._hub_timer_armed = True
-            ref = self.actor_ref
+    def _hand_to_hub(self, now: bool = False) -> None:
+        """When what is pending goes to the event hub (the one policy for every update).
 
-            def due() -> None:
-                try:
-                    ref.tell(_FLUSH_HUB)
-                except Exception:  # noqa: BLE001 - stopped meanwhile: on_stop flushed
-                    pass
-
-            self._loop.call_at(time.monotonic() + HUB_PERIOD_S, due)
+        The hub has a thread of its own, so each hand-off is a wake-up (on a shared
+        loop, a futex call per round was ~7% of its time). People read the hub: on a
+        loop a timer hands over at most every HUB_PERIOD_S; with a thread per actor,
+        when the mailbox is empty or HUB_EVERY rounds are pending.
+        """
+        if now:
+            self._flush_hub()
+        elif self._loop is not None:
+            if self.hub_pending and not self._hub_timer_armed:
+                self._hub_timer_armed = True
+                self.tell_self_at(time.monotonic() + HUB_PERIOD_S, _FLUSH_HUB)
+        elif len(self.hub_pending) >= HUB_EVERY or not self.mailbox_depth():
+            self._flush_hub()
 
     @handles(_FlushHub)
     def on_flush_hub(self, _msg: _FlushHub) -> None:
