@@ -227,12 +227,6 @@ class ThreadCpuSampler(threading.Thread):
         return by_stage
 
 
-def busy_snapshot() -> dict[str, int]:
-    from engine.assembly import stage_busy_ns
-
-    return stage_busy_ns()
-
-
 def stage_seconds(thread_cpu: dict[str, float], busy_before: dict[str, int]) -> tuple[dict[str, float], dict[str, float]]:
     """(seconds per stage, CPU seconds of each shared-loop thread).
 
@@ -240,9 +234,11 @@ def stage_seconds(thread_cpu: dict[str, float], busy_before: dict[str, int]) -> 
     shared loop (engine.pipeline_threads) count the time in their handlers,
     since the loop thread's CPU clock covers all of them at once.
     """
+    from engine.assembly import stage_busy_ns
+
     loops = {k: v for k, v in thread_cpu.items() if k.endswith("-loop")}
     stages = {k: v for k, v in thread_cpu.items() if k not in loops}
-    for name, ns in busy_snapshot().items():
+    for name, ns in stage_busy_ns().items():
         spent = (ns - busy_before.get(name, 0)) / 1e9
         if spent > 0:
             stages[name] = stages.get(name, 0.0) + spent
@@ -277,6 +273,7 @@ def measure_job(data: Path, ticks: int, repeats: int = 3, before_each: Callable[
     end to end (``us_per_order_marginal``), apart from the per-tick work.
     """
     from engine import metrics
+    from engine.assembly import stage_busy_ns
     from engine.replay import run_replay
 
     runs, quiet_s = [], []
@@ -289,7 +286,7 @@ def measure_job(data: Path, ticks: int, repeats: int = 3, before_each: Callable[
             cfg = job_config(Path(tmp), ticks, data)
             metrics.REGISTRY.reset()
             sampler = ThreadCpuSampler()
-            busy0 = busy_snapshot()
+            busy0 = stage_busy_ns()
             sampler.start()
             rep = run_replay(cfg, str(data), symbol=SYMBOL, progress=False, config_dir=REPO, timeout_s=900)
             rep["_cpu"], rep["_loops_cpu"] = stage_seconds(sampler.stop(), busy0)
@@ -535,7 +532,7 @@ def measure_live(seconds: float = 10.0, rate: float = 10_000.0, warmup_s: float 
     and back-pressure waits count. The first ``warmup_s`` are not recorded.
     """
     from engine import metrics
-    from engine.assembly import FEED, build_engine
+    from engine.assembly import FEED, build_engine, stage_busy_ns
     from engine.data import SyntheticSource
     from engine.journal_runs import journal_dir, new_run_path
     from engine.messages import GetFeedStats, StartFeed
@@ -553,7 +550,7 @@ def measure_live(seconds: float = 10.0, rate: float = 10_000.0, warmup_s: float 
             before = eng.directory.ask(FEED, GetFeedStats(), timeout=10)
             metrics.REGISTRY.reset()
             sampler = ThreadCpuSampler()  # actor threads exist already: only the window's CPU counts
-            busy0 = busy_snapshot()
+            busy0 = stage_busy_ns()
             sampler.start()
             if on_engine is not None:
                 on_engine(eng)
