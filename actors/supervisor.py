@@ -183,7 +183,11 @@ class SupervisorActor(EngineActor):
                 self.spec.safety_name,
                 KillSwitch(reason="root supervisor crashed", requested_by="supervisor"),
             )
-        self._stop_all(graceful=False)
+        # The root has no next incarnation to hand queued messages to: stop its children
+        # gracefully, as _escalate does, so the safety actor handles the kill switch first
+        # (a non-graceful stop moved it out of the mailbox, unhandled, whenever it had not
+        # run yet: seen once in a test run).
+        self._stop_all(graceful=is_root)
         super().on_failure(exception_type, exception_value, traceback)
         if is_root:
             self._notify_engine(f"root supervisor {self.name} crashed: {exception_value!r}"[:500])
