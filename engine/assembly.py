@@ -244,8 +244,11 @@ class PipelineLoops:
 def warm_up(strategies) -> None:
     """Load every numba kernel the pipeline uses, on the calling thread (build_engine does, first).
 
-    With the on-disk cache this is a load, not a compile (~0.3 s once per
-    process); a replay's report counts it in ``boot_s`` rather than hiding it in ticks/s.
+    Kernels compiled ahead of time (engine.kernels) are loaded by their
+    module's import and this only runs them once. On the JIT it loads numba's
+    on-disk cache (~0.3 s once per process), a compile only on a fresh install;
+    a replay's report counts it in ``boot_s`` rather than hiding it in ticks/s.
+    Modules still on the JIT get their compiled build started in the background.
     """
     import numpy as np
 
@@ -271,6 +274,9 @@ def warm_up(strategies) -> None:
             st.decide(batch, 0, 0.0)
         except NotImplementedError:
             pass  # a per-tick strategy: nothing compiled to load
+    from engine import kernels
+
+    kernels.build_in_background()  # modules still on the JIT: the next start loads them compiled
 
 
 

@@ -412,6 +412,7 @@ def rss_child(data: Path, ticks: int) -> dict[str, Any]:
     if not cache_is_built(data):
         subprocess.run([sys.executable, "-m", "engine.bench", "--build-cache", "--data", str(data)],
                        check=True, cwd=str(REPO), capture_output=True, timeout=1800)  # fmt: skip
+    from engine import kernels
     from engine.assembly import FEED, build_engine
     from engine.journal_runs import journal_dir, new_run_path, start_run
     from engine.messages import GetFeedStats, StartFeed
@@ -444,11 +445,22 @@ def rss_child(data: Path, ticks: int) -> dict[str, Any]:
     return {"ticks": stats.ticks, "seconds": round(secs, 3), "ticks_per_s": round(stats.ticks / secs),
             "peak_rss_mb": round(_peak_rss_mb(), 1),
             "rss_end_mb": round(rss_end, 1), "rss_imports_mb": round(rss_imports, 1),
-            "rss_boot_mb": round(rss_boot, 1)}  # fmt: skip
+            "rss_boot_mb": round(rss_boot, 1), "kernels": kernels.status(),
+            "numba_loaded": "numba" in sys.modules}  # fmt: skip
+
+
+def build_kernels() -> str | None:
+    """Build the compiled kernels the memory runs load (as the engine's first start would); the error, or None."""
+    proc = subprocess.run([sys.executable, "-m", "engine.kernels"], capture_output=True, text=True, cwd=str(REPO),
+                          timeout=1800)  # fmt: skip
+    return None if proc.returncode == 0 else (proc.stderr.strip() or f"exit {proc.returncode}")
 
 
 def measure_memory(data: Path, small: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    error = build_kernels()
+    if error:
+        out["kernels_build_error"] = error
     for n in (small, small * BIG_FACTOR):
         proc = subprocess.run([sys.executable, "-m", "engine.bench", "--rss-child", str(n), "--data", str(data)],
                               capture_output=True, text=True, cwd=str(REPO), timeout=1800)  # fmt: skip
@@ -696,6 +708,9 @@ def format_table(r: dict[str, Any]) -> str:
         small, big = mem["sizes"]
         rows.append((f"peak RSS {small:,} ticks", f"{mem[str(small)]['peak_rss_mb']} MB", ""))
         rows.append((f"peak RSS {big:,} ticks", f"{mem[str(big)]['peak_rss_mb']} MB", f"{mem['peak_growth_pct']:+.1f}%"))
+        jit = sorted(m for m, how in mem[str(small)].get("kernels", {}).items() if how != "aot")
+        rows.append(("  kernels", "compiled ahead of time" if not jit else f"numba JIT for {', '.join(jit)}",
+                     "numba not loaded" if not mem[str(small)].get("numba_loaded") else "numba loaded"))
     rs = r.get("rsi")
     if rs:
         rows.append(("RSI(14)", f"{rs['ns_per_point']} ns/point",

@@ -28,11 +28,24 @@ def _load(path: str | None):
     if path is None and Path("config.toml").is_file():
         path = "config.toml"
     try:
-        return load_config(path), (Path(path).resolve().parent if path else None)
+        cfg = load_config(path)
     except ConfigError as exc:
         for line in exc.messages:
             _print_err(line)
         raise SystemExit(EXIT_USAGE) from None
+    _use_kernel_cache(cfg)
+    return cfg, (Path(path).resolve().parent if path else None)
+
+
+def _use_kernel_cache(cfg) -> None:
+    """Point numba's cache (and the compiled kernels beside it) at ``engine.numba_cache_dir``.
+
+    Numba reads NUMBA_CACHE_DIR once, when it is imported, and the kernel
+    modules are imported with the engine: so this runs before any command
+    imports them. The environment wins over the config, as for numba itself.
+    """
+    if cfg.engine.numba_cache_dir and "NUMBA_CACHE_DIR" not in os.environ:
+        os.environ["NUMBA_CACHE_DIR"] = str(Path(cfg.engine.numba_cache_dir).resolve())
 
 
 # ---------------------------------------------------------------- config
@@ -61,10 +74,10 @@ def cmd_config(args) -> int:
 
 # ---------------------------------------------------------------- replay
 def cmd_replay(args) -> int:
+    cfg, cfg_dir = _load(args.config)  # first: it picks the kernel cache the imports below load from
     from engine.replay import ReplayError, run_replay
     from strategies.loader import StrategyLoadError
 
-    cfg, cfg_dir = _load(args.config)
     if args.batch_size is not None and not 1 <= args.batch_size <= 65536:
         _print_err(f"--batch-size: expected 1..65536, got {args.batch_size}")
         return EXIT_USAGE
@@ -113,13 +126,13 @@ def cmd_run(args) -> int:
     import msgspec
     from loguru import logger
 
+    cfg, cfg_dir = _load(args.config)  # first: it picks the kernel cache the imports below load from
     from engine.assembly import FEED, build_engine
     from engine.messages import StartFeed
     from actors.supervisor import TreeStartError
     from engine.production import live_problems
     from strategies.loader import StrategyLoadError
 
-    cfg, cfg_dir = _load(args.config)
     if args.api_port is not None:
         cfg = msgspec.structs.replace(cfg, api=msgspec.structs.replace(cfg.api, port=args.api_port))
     problems = live_problems(cfg, dict(os.environ))

@@ -57,6 +57,7 @@ def doctor(config_path: str | None, stream: TextIO | None = None, numba_probe: b
         checks.extend(_check_paths(cfg))
         if numba_probe:
             checks.append(_check_numba_cache(cfg))
+        checks.append(_check_compiled_kernels())
         checks.append(_check_port(cfg))
 
     problems = [c for c in checks if not c.ok]
@@ -170,6 +171,32 @@ _PROBE_RUN = textwrap.dedent(
     print(sum(m.doctor_probe.stats.cache_hits.values()))
     """
 )
+
+
+def _check_compiled_kernels() -> Check:
+    """Which kernel modules load compiled ahead of time; the rest run on the JIT (same results, more memory)."""
+    from engine import kernels
+
+    built, pending, failed = [], [], []
+    for module in kernels.BUILTIN_MODULES:
+        path = kernels.extension_path(module)
+        if path is None:
+            continue
+        if path.exists():
+            built.append(module)
+        elif path.with_suffix(".failed").exists():
+            reason = path.with_suffix(".failed").read_text(encoding="utf-8", errors="replace").strip()
+            failed.append(f"{module} ({reason.splitlines()[0] if reason else 'no reason kept'})")
+        else:
+            pending.append(module)
+    if not pending and not failed:
+        return Check("compiled kernels", True, f"all {len(built)} modules built: numba and LLVM stay out of the engine")
+    parts = []
+    if pending:
+        parts.append(f"not built yet: {', '.join(pending)} (the first run builds them; or: python -m engine.kernels)")
+    if failed:
+        parts.append(f"failed to build, running on the numba JIT: {'; '.join(failed)} (retry: python -m engine.kernels)")
+    return Check("compiled kernels", True, "; ".join(parts))
 
 
 def _check_numba_cache(cfg: Config, run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> Check:

@@ -63,7 +63,8 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from numba import njit
+
+from engine.kernels import kernel
 
 MIN_PERIOD = 2
 MAX_PERIOD = 100_000
@@ -73,7 +74,7 @@ MAX_PERIOD = 100_000
 # kernel loads the state into locals, loops, and stores it back once.
 
 
-@njit(cache=True, nogil=True)
+@kernel("f8[]", "f8[]!", "f8[]!", "f8")
 def _rsi_kernel(x, out, st, period):  # pragma: no cover - compiled
     # st = [count, prev, avg_gain, avg_loss, last_out]
     count = st[0]
@@ -131,7 +132,7 @@ def _rsi_kernel(x, out, st, period):  # pragma: no cover - compiled
     st[4] = last
 
 
-@njit(cache=True, nogil=True)
+@kernel("f8[]", "f8[]!", "f8[]!", "i8")
 def _sma_kernel(x, out, st, period):  # pragma: no cover - compiled
     # st = [count, total, head, last_out, ring(period-1)...]
     count = st[0]
@@ -163,7 +164,7 @@ def _sma_kernel(x, out, st, period):  # pragma: no cover - compiled
     st[3] = last
 
 
-@njit(cache=True, nogil=True)
+@kernel("f8[]", "f8[]!", "f8[]!", "f8")
 def _ema_kernel(x, out, st, period):  # pragma: no cover - compiled
     # st = [count, seed_sum, ema, last_out]
     count = st[0]
@@ -191,7 +192,7 @@ def _ema_kernel(x, out, st, period):  # pragma: no cover - compiled
     st[3] = last
 
 
-@njit(cache=True, nogil=True)
+@kernel("f8[]", "f8[]!", "f8[]!", "f8[]!", "f8[]!", "i8", "f8")
 def _bollinger_kernel(x, upper, middle, lower, st, period, k):  # pragma: no cover - compiled
     # st = [count, total, s_total, s_total_sq, head, anchor, last_u, last_m, last_l, ring(period-1)...]
     # ``total`` is the raw running sum (middle == SMA, bit for bit). The
@@ -267,7 +268,7 @@ def _bollinger_kernel(x, upper, middle, lower, st, period, k):  # pragma: no cov
     st[8] = ll
 
 
-@njit(cache=True, nogil=True)
+@kernel("f8[]", "f8[]!", "f8[]!", "f8[]!", "f8[]!", "i8", "i8", "i8")
 def _macd_kernel(x, out_macd, out_sig, out_hist, st, fast, slow, signal):  # pragma: no cover - compiled
     # st = [count, fast_ema, slow_ema, sig_count, sig_sum, sig_ema,
     #       last_macd, last_sig, last_hist, warm(slow)...]
@@ -335,7 +336,7 @@ def _macd_kernel(x, out_macd, out_sig, out_hist, st, fast, slow, signal):  # pra
     st[8] = lhist
 
 
-@njit(cache=True, nogil=True)
+@kernel("f8[]", "f8[]", "f8[]", "f8[]!", "f8[]!", "f8")
 def _atr_kernel(high, low, close, out, st, period):  # pragma: no cover - compiled
     # st = [count, prev_close, tr_sum, atr, last_out]
     count = st[0]

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from loguru import logger
-from numba import njit
 
+from engine.kernels import kernel
 from engine.messages import (
     Fill, FillBlock, Order, OrderBlock, OrderEvent, OrderRequest, OrderStatus, OrderType, PnL, Position, Side,
 )  # fmt: skip
@@ -121,7 +121,8 @@ class PositionState:
         )  # fmt: skip
 
 
-@njit(cache=True)  # holds the GIL: a few µs, and releasing it costs a hand-off
+# Holds the GIL: a few µs, and releasing it costs a hand-off.
+@kernel("f8", "f8", "f8", "f8", "f8", "i1[]", "f8[]", "f8[]", "f8[]", nogil=False)
 def _apply_fills(q: float, avg: float, realized_total: float, fees_total: float, held: float, side: np.ndarray,
                  qty: np.ndarray, price: np.ndarray, fee: np.ndarray) -> tuple[float, float, float, float, float]:
     """PositionState.apply_fill over a run of fills, with the same float operations in the same order.

@@ -20,9 +20,9 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from numba import njit
 
 from engine.config import Instrument, RiskSection
+from engine.kernels import kernel
 from engine.messages import DenyReason, OrderBlock, OrderRequest, OrderType, Side, TradingState
 
 
@@ -214,7 +214,8 @@ def record_approval(order: OrderRequest, state: RiskState, now_ns: int) -> None:
         state.recent.popleft()
 
 
-@njit(cache=True)  # holds the GIL: a few µs, and releasing it costs a hand-off
+# Holds the GIL: a few µs, and releasing it costs a hand-off.
+@kernel("i1[]", "f8[]", "f8[]", "i8[]", "f8", "i8[]", "f8", "f8", "f8", "f8", nogil=False)
 def _within_limits(side: np.ndarray, qty: np.ndarray, ref: np.ndarray, now: np.ndarray, position: float,
                    window: np.ndarray, max_order_qty: float, max_notional: float, max_position: float,
                    max_rate: float) -> bool:
@@ -280,7 +281,8 @@ def block_passes(block: OrderBlock, state: RiskState, limits: RiskSection, instr
     ))  # fmt: skip
 
 
-@njit(cache=True)  # holds the GIL: a few µs, and releasing it costs a hand-off
+# Holds the GIL: a few µs, and releasing it costs a hand-off.
+@kernel("f8", "i1[]", "f8[]", nogil=False)
 def _sum_in_turn(start: float, side: np.ndarray, qty: np.ndarray) -> float:
     """start + each signed quantity in turn (the same float sums as order by order)."""
     for k in range(qty.shape[0]):

@@ -17,9 +17,9 @@ from typing import Annotated
 import msgspec
 import numpy as np
 from msgspec import Meta
-from numba import njit
 
 from engine.config import IndicatorSpec
+from engine.kernels import kernel
 from engine.messages import IndicatorBatch, Side
 from strategies.base import Decision, Strategy, TickView
 
@@ -31,7 +31,7 @@ class RsiParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     qty: Annotated[float, Meta(gt=0)] = 1.0
 
 
-@njit(cache=True, nogil=True)
+@kernel("f8[]", "i8", "f8", "f8", "f8")
 def first_rsi_signal(rsi: np.ndarray, start: int, position: float, lower: float, upper: float) -> int:
     """Index of the first tick >= start with a signal for ``position``, or -1."""
     n = rsi.shape[0]
@@ -46,7 +46,7 @@ def first_rsi_signal(rsi: np.ndarray, start: int, position: float, lower: float,
     return -1
 
 
-@njit(cache=True, nogil=True)
+@kernel("f8[]", "i8", "f8", "f8", "f8", "f8", "f8")
 def rsi_scan(rsi, start, position, pending, lower, upper, qty):
     """Every decision from ``start`` on, market orders filling on the next tick."""
     n = rsi.shape[0]

@@ -13,9 +13,9 @@ from typing import Annotated
 import msgspec
 import numpy as np
 from msgspec import Meta
-from numba import njit
 
 from engine.config import IndicatorSpec
+from engine.kernels import kernel
 from engine.messages import IndicatorBatch, Side
 from strategies.base import Decision, Strategy
 
@@ -26,7 +26,7 @@ class SmaCrossParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     qty: Annotated[float, Meta(gt=0)] = 1.0
 
 
-@njit(cache=True, nogil=True)
+@kernel("f8[]", "f8[]", "i8", "f8")
 def first_sma_signal(fast: np.ndarray, slow: np.ndarray, start: int, position: float) -> int:
     n = fast.shape[0]
     for i in range(start, n):
