@@ -21,7 +21,8 @@ from loguru import logger
 from actors.base import EngineActor, handles
 from actors.directory import Directory
 from actors.safety import KillFlag
-from engine.journal import Journal, JournalError
+from actors.ticker import Ticker
+from engine.journal import Journal, JournalError, WalCheckpointer
 from engine.messages import (
     BatchDone, CancelAll, CancelOrder, DenyReason, EndOfStream, FeedCheckpoint, FillBlock, Flatten, GetOrder, OrderBlock, GetOrders, GetPnL, GetRecovered,
     RecoveredView,
@@ -40,6 +41,7 @@ except ImportError:  # pragma: no cover
 CHECKPOINT_EVERY = 64  # batches between feed checkpoints when rounds carry no orders
 HUB_EVERY = 16  # rounds of updates the event hub may wait for while the OrderActor is busy
 HUB_PERIOD_S = 0.02  # on a shared loop: at most one hand-off to the event hub's thread per period
+WAL_CHECKPOINT_EVERY_S = 0.5  # a journal opened without autocheckpoint is checkpointed this often, off the pipeline
 
 
 class _FlushHub:
@@ -81,6 +83,7 @@ class OrderActor(EngineActor):
         self.safety_pnl = 0.0  # the realized PnL the SafetyActor last heard
         self.hub_pending: list[OrderUpdates] = []  # journaled updates not yet handed to the event hub
         self._hub_timer_armed = False
+        self._checkpointing: tuple[Ticker, WalCheckpointer] | None = None
 
     def on_start(self) -> None:
         try:
@@ -94,6 +97,9 @@ class OrderActor(EngineActor):
             self.report_recovered(False, self.journal_failed)
             return
         self.journal_kind = (self.journal.get_meta("kind") or "") if self.journal is not None else ""
+        if self.journal is not None and not self.journal.readonly and not self.journal.autocheckpoint:
+            self._checkpointing = _checkpoint_in_background(self.journal, f"{self.name}-wal-checkpoint",
+                                                            alive=self.actor_ref.is_alive)
         if self.journal is not None and self.journal.last_seq > 0:
             rec = fold(self.journal.records())
             self.recovered = rec
@@ -107,8 +113,12 @@ class OrderActor(EngineActor):
 
     def on_stop(self) -> None:
         self._flush_hub()
+        if self._checkpointing is not None:
+            ticker, checkpointer = self._checkpointing
+            ticker.stop()
+            checkpointer.close()
         if self.journal is not None:
-            self.journal.close()
+            self.journal.close()  # the last connection to close checkpoints what is left
 
     # ------------------------------------------------------------- journaling
     def _journal(self, records: list) -> bool:
@@ -448,3 +458,31 @@ class OrderActor(EngineActor):
     @handles(GetPnL)
     def on_get_pnl(self, _q: GetPnL):
         return self.book.pnl()
+
+
+def _checkpoint_in_background(journal: Journal, name: str,
+                              alive: Callable[[], bool]) -> tuple[Ticker, WalCheckpointer]:  # fmt: skip
+    """Checkpoint ``journal``'s WAL every WAL_CHECKPOINT_EVERY_S on a thread of its own (see WalCheckpointer).
+
+    The thread touches no actor state: only its own connection to the file.
+    It ends with the journal or with the actor (a crashed actor never runs
+    on_stop). A failed checkpoint is logged and retried; the records are safe
+    in the WAL meanwhile.
+    """
+    checkpointer = WalCheckpointer(journal.path, synchronous=journal.synchronous)
+    failures = [0]
+
+    def tick() -> bool:
+        if journal.closed or not alive():
+            checkpointer.close()
+            return False
+        try:
+            checkpointer.run()
+            failures[0] = 0
+        except JournalError as exc:
+            failures[0] += 1
+            if failures[0] in (1, 10) or failures[0] % 1000 == 0:
+                logger.warning("journal WAL checkpoint failed ({} in a row): {}", failures[0], exc)
+        return True
+
+    return Ticker(WAL_CHECKPOINT_EVERY_S, tick, name=name).start(), checkpointer

@@ -166,7 +166,8 @@ def build_engine(
     def journal_factory() -> Journal | None:
         if journal_path is None or not cfg.journal.enabled:
             return None
-        return Journal.open(journal_path, synchronous=cfg.journal.synchronous, **journal_options)
+        # The OrderActor checkpoints the WAL on a thread of its own: never inside a pipeline commit.
+        return Journal.open(journal_path, synchronous=cfg.journal.synchronous, **{"autocheckpoint": False, **journal_options})
 
     def on_eos(_feed: str) -> None:
         ended.set()

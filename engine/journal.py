@@ -293,6 +293,8 @@ class Journal:
         self.path = path
         self.readonly = readonly
         self.fault_injector = fault_injector
+        self.synchronous = "NORMAL"
+        self.autocheckpoint = not readonly  # SQLite checkpoints inside commits (see open)
         self._conn = conn
         self._lock = threading.Lock()
         self._failed: JournalError | None = None
@@ -307,7 +309,7 @@ class Journal:
     @classmethod
     def open(cls, path: Path | str, *, synchronous: str = "NORMAL", readonly: bool = False,
              fault_injector: FaultInjector | None = None, busy_timeout_ms: int = 2000,
-             max_pages: int | None = None) -> Journal:  # fmt: skip
+             max_pages: int | None = None, autocheckpoint: bool = True) -> Journal:  # fmt: skip
         """Open (creating if needed, unless ``readonly``) the journal at ``path``.
 
         ``fault_injector`` is called inside every write transaction just before
@@ -317,6 +319,9 @@ class Journal:
         ``max_pages`` caps the database size in pages (SQLite's
         ``max_page_count``); a write beyond it fails for real with SQLITE_FULL,
         kind ``disk_full``, like a full disk would.
+        ``autocheckpoint=False`` leaves copying the WAL into the main file to a
+        :class:`WalCheckpointer` on another thread (SQLite's own checkpoint runs
+        inside the commit that crosses 1000 WAL pages: milliseconds on the writer).
 
         Raises :class:`JournalError`: ``schema`` for a journal written by a newer
         version, ``corrupt`` for a file that is not a journal, ``io`` when the
@@ -354,12 +359,16 @@ class Journal:
                 if str(mode).lower() != "wal":
                     raise JournalError("io", f"{path}: the filesystem does not support SQLite WAL mode (got {mode!r})")
                 conn.execute(f"PRAGMA synchronous = {sync}")
+                if not autocheckpoint:
+                    conn.execute("PRAGMA wal_autocheckpoint = 0")
                 if version < SCHEMA_VERSION:
                     _migrate(conn, version)
             elif version < SCHEMA_VERSION:
                 raise JournalError("schema", f"{path}: journal schema version {version} needs migrating to "
                                              f"{SCHEMA_VERSION}; open it writable once")  # fmt: skip
-            return cls(path, conn, readonly=readonly, fault_injector=fault_injector)
+            journal = cls(path, conn, readonly=readonly, fault_injector=fault_injector)
+            journal.synchronous, journal.autocheckpoint = sync, autocheckpoint and not readonly
+            return journal
         except JournalError:
             conn.close()
             raise
@@ -395,6 +404,10 @@ class Journal:
     @property
     def last_seq(self) -> int:
         return self._last_seq
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def failed(self) -> JournalError | None:
@@ -646,6 +659,51 @@ _KNOWN_TYPES: dict[type, str] = {cls: _type_name(cls) for cls in ALL_MESSAGE_TYP
 # Column records and the per-order record types they expand to (see Journal.records).
 _CARRIES: dict[str, frozenset[str]] = {"OrderBlock": frozenset({"OrderRequest"}),
                                        "FillBlock": frozenset({"Fill", "OrderEvent"})}
+
+
+class WalCheckpointer:
+    """Copies a journal's WAL into its main file from a connection of its own (a PASSIVE checkpoint).
+
+    Why: SQLite checkpoints inside the commit that crosses 1000 WAL pages, on
+    the writer's thread. Measured here: about 4 ms (copy plus fsync) once every
+    ~900 one-order commits, and in a live run that was the p99.9 of "tick ->
+    order at venue". A passive checkpoint neither waits for the writer nor
+    blocks it (sqlite3 also releases the GIL meanwhile); the writer restarts
+    the WAL at its first commit after a complete checkpoint. The WAL is the
+    durable copy either way: this changes when bytes move, never what is kept.
+    Use one instance from one thread.
+    """
+
+    def __init__(self, path: Path | str, synchronous: str = "NORMAL") -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous  # the fsyncs a checkpoint does follow its own connection's setting
+        self._conn: sqlite3.Connection | None = None
+        self.runs = 0
+
+    def run(self) -> tuple[int, int, int]:
+        """One checkpoint: (1 if it could not finish, WAL frames, frames now in the main file).
+
+        Raises :class:`JournalError` when the file cannot be opened or written.
+        """
+        try:
+            if self._conn is None:
+                conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None,
+                                       check_same_thread=False)  # fmt: skip
+                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+                self._conn = conn
+            busy, frames, done = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except (sqlite3.Error, OSError) as exc:
+            raise JournalError(classify_error(exc), f"{self.path}: checkpointing the WAL failed: {exc}") from None
+        self.runs += 1
+        return int(busy), int(frames), int(done)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+            self._conn = None
 
 
 def expand_block(record: Any) -> list:

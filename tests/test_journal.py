@@ -10,7 +10,7 @@ import msgspec
 import numpy as np
 import pytest
 
-from engine.journal import SCHEMA_VERSION, Journal, JournalError, recompute_digest
+from engine.journal import SCHEMA_VERSION, Journal, JournalError, WalCheckpointer, recompute_digest
 from engine.messages import (
     ActorCheckpoint,
     ActorStatus,
@@ -220,3 +220,40 @@ def test_journal_is_in_wal_mode_with_the_requested_durability(tmp_path):
         with Journal.open(tmp_path / f"{mode}.sqlite", synchronous=mode) as journal:
             assert journal._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             assert journal._conn.execute("PRAGMA synchronous").fetchone()[0] == level
+
+
+def _wal_frames(path) -> int:
+    """Frames in the WAL file now (from its size: a 32-byte header, then 24 + page size bytes per frame)."""
+    wal = path.with_name(path.name + "-wal")
+    size = wal.stat().st_size if wal.exists() else 0
+    return max(0, (size - 32) // (24 + 4096))
+
+
+def test_a_journal_without_autocheckpoint_leaves_the_wal_to_a_checkpointer_on_another_connection(tmp_path):
+    path = tmp_path / "j.sqlite"
+    with Journal.open(tmp_path / "auto.sqlite") as auto:
+        assert auto.autocheckpoint and auto._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    journal = Journal.open(path, autocheckpoint=False)
+    assert not journal.autocheckpoint and journal._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    records = [OrderRequest(client_order_id=f"s-{i}", strategy_id="s", symbol="SPY", side=Side.BUY, quantity=1.0)
+               for i in range(1500)]
+    for r in records:  # one commit each: past SQLite's 1000-page mark, which would have checkpointed inline
+        journal.append([r])
+    assert _wal_frames(path) >= 1500  # nothing was copied by the writer's commits
+    checkpointer = WalCheckpointer(path)
+    busy, frames, done = checkpointer.run()
+    assert (busy, frames >= 1500, done) == (0, True, frames)
+    journal.append([OrderRequest(client_order_id="s-after", strategy_id="s", symbol="SPY", side=Side.BUY, quantity=1.0)])
+    assert checkpointer.run()[1] < 10  # the writer restarted the WAL after the complete checkpoint
+    checkpointer.close()
+    assert [r.client_order_id for _, r in journal.records()][-2:] == ["s-1499", "s-after"]
+    digest = journal.digest()
+    journal.close()
+    with Journal.open(path, readonly=True) as again:
+        assert again.last_seq == 1501 and again.digest() == digest == recompute_digest(path)
+
+
+def test_a_checkpointer_names_the_file_it_cannot_open(tmp_path):
+    missing = tmp_path / "nowhere" / "j.sqlite"
+    with pytest.raises(JournalError, match="nowhere/j.sqlite: checkpointing the WAL failed"):
+        WalCheckpointer(missing).run()

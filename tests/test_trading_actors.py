@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import threading
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from actors.order import OrderActor
 from actors.safety import KillFlag, SafetyActor
 from actors.venue import VenueActor
 from engine.config import config_from_dict
-from engine.journal import Journal
+from engine.journal import Journal, WalCheckpointer
 from engine.messages import (
     BatchDone, CancelOrder, DenyReason, GetOrder, GetTradingState, KillSwitch, OrderBatch, OrderRequest, OrderStatus,
     OrderType, OrderUpdates, SetTradingState, Side, TradingState, freeze,
@@ -46,7 +47,9 @@ def rig(tmp_path):
 
     start("strategy:s", Collector.start("strategy:s", d, inbox=got))
     start("feed", Collector.start("feed", d, inbox=got))
-    start("orders", OrderActor.start("orders", d, journal=lambda: Journal.open(path), kill=kill, events=None))
+    # As the engine opens it: the OrderActor checkpoints the WAL on a thread of its own.
+    start("orders", OrderActor.start("orders", d, journal=lambda: Journal.open(path, autocheckpoint=False), kill=kill,
+                                     events=None))  # fmt: skip
     start("venue", VenueActor.start("venue", d, venue=PaperVenue(cfg.venue)))
     start("safety", SafetyActor.start("safety", d, cfg=cfg, routes={"SPY": ["s"]}, kill=kill))
     yield d, kill, got, path
@@ -90,6 +93,28 @@ def test_round_trip_fills_on_next_tick_and_returns_the_credit(rig):
     with Journal.open(path) as j:
         kinds = [type(r).__name__ for _, r in j.records()]
     assert kinds.index("OrderRequest") < kinds.index("Fill")  # write-ahead: the order is durable before its fill
+
+
+def test_the_order_actor_checkpoints_its_wal_on_its_own_thread_and_stops_it_with_itself(rig, monkeypatch):
+    d, _kill, got, path = rig
+    copied = threading.Event()
+    real_run = WalCheckpointer.run
+
+    def run(self):
+        busy, frames, done = real_run(self)
+        if done > 0:
+            copied.set()
+        return busy, frames, done
+
+    monkeypatch.setattr(WalCheckpointer, "run", run)
+    round_of(d, 0, 0, [100.0, 101.0, 102.0], [order("s-1", seq=0)])
+    wait_for(got, lambda m: isinstance(m, OrderUpdates) and m.fills)
+    assert copied.wait(10), "the journal's WAL was never checkpointed"
+    running = [t for t in threading.enumerate() if t.name == "orders-wal-checkpoint"]
+    d.ref("orders").stop()  # returns after on_stop, which joins the checkpoint thread
+    assert len([t for t in running if not t.is_alive()]) == 1
+    with Journal.open(path, readonly=True) as j:  # what the actor wrote is all there after its clean close
+        assert [type(r).__name__ for _, r in j.records()].count("Fill") == 1
 
 
 def test_denial_reaches_the_strategy_with_reason_and_later_stale_orders_are_superseded(rig):
