@@ -117,17 +117,17 @@ class Kernel:
         cost about what numba's own dispatcher spends typing the arguments.
         """
         checks = []
-        env = {"_ndarray": np.ndarray, "_aot": compiled, "_off": self._off_signature, "_num": (float, int),
-               "_int": (int, np.integer)}
+        env = {"_ndarray": np.ndarray, "_aot": compiled, "_off": self._off_signature,
+               "_f8": frozenset((float, int, np.float64)), "_i8": frozenset((int, np.int64))}
         for arg, spec in zip(self.argnames, self.specs, strict=True):
-            if spec == "f8":
-                checks.append(f"isinstance({arg}, _num)")
-            elif spec == "i8":
-                checks.append(f"isinstance({arg}, _int)")
+            if spec in _SCALARS:
+                checks.append(f"{arg}.__class__ in _{spec}")
             else:
-                env[f"_dt_{arg}"] = _ARRAYS[spec.rstrip("!")]
-                flags = f"{arg}.flags.c_contiguous" + (f" and {arg}.flags.writeable" if spec.endswith("!") else "")
-                checks.append(f"({arg}.__class__ is _ndarray and {arg}.dtype is _dt_{arg} and {arg}.ndim == 1 and {flags})")
+                dtype = _ARRAYS[spec.rstrip("!")]
+                env[f"_dt_{arg}"], env[f"_st_{arg}"] = dtype, (dtype.itemsize,)
+                # strides == (itemsize,) is "1-D and C-contiguous" in one attribute read
+                check = f"{arg}.__class__ is _ndarray and {arg}.dtype is _dt_{arg} and {arg}.strides == _st_{arg}"
+                checks.append(f"({check} and {arg}.flags.writeable)" if spec.endswith("!") else f"({check})")
         args = ", ".join(self.argnames)
         src = (f"def {self.name}({args}):\n"
                f"    if {' and '.join(checks)}:\n"

@@ -85,7 +85,8 @@ def _calls(x: np.ndarray):
                                                     1e9, 1e12, 1e9, 1e9),
         ("engine.risk", "_sum_in_turn"): lambda: (0.25, side, qty),
         ("strategies.rsi_mean_reversion", "first_rsi_signal"): lambda: (rsi, 0, 0.0, 30.0, 70.0),
-        ("strategies.rsi_mean_reversion", "rsi_scan"): lambda: (rsi, 0, 0.0, 0.0, 30.0, 70.0, 1.0),
+        ("strategies.rsi_mean_reversion", "rsi_scan"): lambda: (rsi, 0, 0.0, 0.0, 30.0, 70.0, 1.0, np.zeros(n, np.int64),
+                                                                np.zeros(n)),
         ("strategies.sma_cross", "first_sma_signal"): lambda: (engine.indicators.sma(x, 20), engine.indicators.sma(x, 50),
                                                                0, 0.0),
     }  # fmt: skip
