@@ -335,7 +335,7 @@ def _feed_factory(cfg: Config, source_factory: Callable[[], Any], realtime_rate:
             ctx.name, ctx.directory, ctx.supervisor, feed_id=FEED, source=source_factory(), subscribers=[INDICATORS],
             consumers=[ORDERS], batch_size=cfg.feed.batch_size, max_in_flight=cfg.feed.max_in_flight,
             realtime_rate=realtime_rate, autostart=autostart, checkpoint_every=cfg.feed.checkpoint_every,
-            loop=loops.market)
+            realtime_window=1 if loops.threads == 1 else 0, loop=loops.market)
         last["actor"] = actor_of(ref)
         return ref
 

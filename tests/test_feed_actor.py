@@ -108,6 +108,33 @@ def test_realtime_mode_paces_ticks_and_batches_what_is_due(harness, on_loop):
     assert len(items) >= 5 and max(len(b) for b in items) < 300
 
 
+def test_in_real_time_a_window_of_one_batch_makes_due_ticks_ride_together(harness):
+    # What a pipeline sharing one thread gets: a second batch in flight would only queue behind the first.
+    sink = harness.start(Collector, "sink", feed="feed", hold=True, count_target=1)
+    feed = start_feed(harness, synthetic(100_000, chunk_rows=100_000), batch_size=65536, max_in_flight=4,
+                      realtime_rate=1_000_000.0, realtime_window=1)  # fmt: skip
+    feed.tell(StartFeed())
+    assert sink.proxy().count_event.get().wait(WAIT)
+    stats = feed.ask(GetFeedStats(), timeout=5)
+    assert stats.in_flight == 1 and stats.credits == 3  # credits left, yet ticks wait for the batch in flight
+    sink.proxy().release().get()  # the held batch is done: what fell due meanwhile goes as one batch
+    assert sink.proxy().done.get().wait(WAIT)
+    items = sink.proxy().items.get()
+    assert sum(len(b) for b in items) == 100_000
+    assert len(items[1]) > 1
+
+
+def test_without_a_window_real_time_uses_every_credit(harness):
+    sink = harness.start(Collector, "sink", feed="feed", hold=True, count_target=4)
+    feed = start_feed(harness, synthetic(100_000, chunk_rows=100_000), batch_size=16, max_in_flight=4,
+                      realtime_rate=1_000_000.0)  # fmt: skip
+    feed.tell(StartFeed())
+    assert sink.proxy().count_event.get().wait(WAIT)
+    stats = feed.ask(GetFeedStats(), timeout=5)
+    assert stats.in_flight == 4 and stats.credits == 0 and stats.backpressure_waits >= 1
+    sink.proxy().release().get()
+
+
 def test_rejected_rows_are_counted_in_feed_stats(harness, tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("ts_ns,price,size\n1,10,1\n2,nan,1\n3,11,-1\n4,12,1\n")
