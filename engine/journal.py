@@ -359,6 +359,9 @@ class Journal:
                 if str(mode).lower() != "wal":
                     raise JournalError("io", f"{path}: the filesystem does not support SQLite WAL mode (got {mode!r})")
                 conn.execute(f"PRAGMA synchronous = {sync}")
+                # An append-only writer touches the B-tree's right edge; recovery reads once, in order.
+                # SQLite's default 2 MB page cache only filled with pages nobody reads again.
+                conn.execute(f"PRAGMA cache_size = -{_WRITER_CACHE_KB}")
                 if not autocheckpoint:
                     conn.execute("PRAGMA wal_autocheckpoint = 0")
                 if version < SCHEMA_VERSION:
@@ -653,6 +656,7 @@ class Journal:
 
 
 _READ_PAGE = 256  # batch rows fetched per lock acquisition when iterating
+_WRITER_CACHE_KB = 256  # page cache of a writable journal connection (and of its checkpointer)
 _INSERT_BATCH = "INSERT INTO batches(first_seq, last_seq, wall_ns, types, frames) VALUES (?, ?, ?, ?, ?)"
 _SELECT_BATCHES = "SELECT first_seq, last_seq, types, frames FROM batches WHERE last_seq > ? ORDER BY first_seq LIMIT ?"
 _KNOWN_TYPES: dict[type, str] = {cls: _type_name(cls) for cls in ALL_MESSAGE_TYPES}
@@ -690,6 +694,7 @@ class WalCheckpointer:
                 conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None,
                                        check_same_thread=False)  # fmt: skip
                 conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+                conn.execute(f"PRAGMA cache_size = -{_WRITER_CACHE_KB}")
                 self._conn = conn
             busy, frames, done = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except (sqlite3.Error, OSError) as exc:

@@ -220,6 +220,7 @@ def test_journal_is_in_wal_mode_with_the_requested_durability(tmp_path):
         with Journal.open(tmp_path / f"{mode}.sqlite", synchronous=mode) as journal:
             assert journal._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             assert journal._conn.execute("PRAGMA synchronous").fetchone()[0] == level
+            assert journal._conn.execute("PRAGMA cache_size").fetchone()[0] == -256  # KB: a writer needs few pages
 
 
 def _wal_frames(path) -> int:
