@@ -193,7 +193,8 @@ def _check_compiled_kernels() -> Check:
         return Check("compiled kernels", True, f"all {len(built)} modules built: numba and LLVM stay out of the engine")
     parts = []
     if pending:
-        parts.append(f"not built yet: {', '.join(pending)} (the first run builds them; or: python -m engine.kernels)")
+        parts.append(f"not built yet: {', '.join(pending)} (the first run that uses them builds them; "
+                     "or now: python -m engine.kernels)")
     if failed:
         parts.append(f"failed to build, running on the numba JIT: {'; '.join(failed)} (retry: python -m engine.kernels)")
     return Check("compiled kernels", True, "; ".join(parts))
