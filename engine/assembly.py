@@ -242,6 +242,24 @@ class PipelineLoops:
         self.orders = self.market if self.threads == 1 else SharedLoop("orders")
 
 
+def freeze_boot_heap() -> None:
+    """Collect once, then leave every object that exists now out of future garbage collections.
+
+    Why: a full collection walks every tracked object, and after boot most of
+    them (modules, classes, functions, config, the API app) live as long as
+    the process. Measured on a booted live engine: 9-20 ms per full
+    collection, every ~100 young ones (~15 s at 10k ticks/s), a stall of the
+    pipeline's thread and every other; ~0 ms frozen. For a process running
+    one engine (``actortrader run``): objects frozen here that later become
+    cyclic garbage (the first pipeline incarnation, after a restart) are not
+    reclaimed, a one-time cost.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def warm_up(strategies) -> None:
     """Load every numba kernel the pipeline uses, on the calling thread (build_engine does, first).
 

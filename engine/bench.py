@@ -30,6 +30,7 @@ engine's logic.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import platform
@@ -544,7 +545,7 @@ def measure_live(seconds: float = 10.0, rate: float = 10_000.0, warmup_s: float 
     and back-pressure waits count. The first ``warmup_s`` are not recorded.
     """
     from engine import metrics
-    from engine.assembly import FEED, build_engine, stage_busy_ns
+    from engine.assembly import FEED, build_engine, freeze_boot_heap, stage_busy_ns
     from engine.data import SyntheticSource
     from engine.journal_runs import journal_dir, new_run_path
     from engine.messages import GetFeedStats, StartFeed
@@ -556,6 +557,8 @@ def measure_live(seconds: float = 10.0, rate: float = 10_000.0, warmup_s: float 
         eng = build_engine(cfg, source_factory=lambda: SyntheticSource(cfg.instruments, seed=cfg.feed.seed, max_ticks=0),
                            journal_path=new_run_path(jdir, kind="run"), realtime_rate=rate, with_monitor=False)
         clock = threading.Event()  # never set: a plain timed wait for the run's duration
+        frozen = gc.get_freeze_count()
+        freeze_boot_heap()  # as `actortrader run` does before its first tick
         try:
             eng.directory.tell(FEED, StartFeed(after_tick_seq=-1))
             clock.wait(warmup_s)
@@ -572,6 +575,8 @@ def measure_live(seconds: float = 10.0, rate: float = 10_000.0, warmup_s: float 
             lat = {k: metrics.REGISTRY.percentiles_us(k) for k in LIVE_STAGES}
         finally:
             eng.stop()
+            if not frozen:
+                gc.unfreeze()  # this process goes on (more benchmarks, tests): collect the engine's cycles again
     ticks = after.ticks - before.ticks
     batches = max(after.batches - before.batches, 1)
     return {"rate": rate, "seconds": seconds, "ticks": ticks, "batches": batches,

@@ -127,7 +127,7 @@ def cmd_run(args) -> int:
     from loguru import logger
 
     cfg, cfg_dir = _load(args.config)  # first: it picks the kernel cache the imports below load from
-    from engine.assembly import FEED, build_engine
+    from engine.assembly import FEED, build_engine, freeze_boot_heap
     from engine.messages import StartFeed
     from actors.supervisor import TreeStartError
     from engine.production import live_problems
@@ -199,6 +199,7 @@ def cmd_run(args) -> int:
                 _print_err(str(exc))
                 code = EXIT_USAGE
                 stop.set()
+        freeze_boot_heap()  # before the first tick: full collections no longer walk the booted engine
         eng.directory.tell(FEED, StartFeed(after_tick_seq=-1))
         logger.info("engine running; Ctrl-C or SIGTERM to stop")
         deadline = time.monotonic() + args.duration if args.duration else None

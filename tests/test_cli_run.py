@@ -183,3 +183,18 @@ def test_run_after_kill_9_continues_its_journal_with_fresh_client_ids(tmp_path):
     ids = [r.client_order_id for r in after]
     assert len(ids) == len(set(ids)), "no client order id is ever reused"
     assert after[: len(before)] == before
+
+
+def test_a_booted_engine_is_left_out_of_full_collections():
+    import gc
+
+    from engine.assembly import freeze_boot_heap
+
+    assert gc.get_freeze_count() == 0
+    booted = object.__new__(type("Booted", (), {}))  # a tracked object alive at boot
+    try:
+        freeze_boot_heap()
+        assert gc.get_freeze_count() > 0 and not any(o is booted for o in gc.get_objects())
+    finally:
+        gc.unfreeze()
+    assert gc.get_freeze_count() == 0 and any(o is booted for o in gc.get_objects())
