@@ -248,8 +248,9 @@ def freeze_boot_heap() -> None:
     Why: a full collection walks every tracked object, and after boot most of
     them (modules, classes, functions, config, the API app) live as long as
     the process. Measured on a booted live engine: 9-20 ms per full
-    collection, every ~100 young ones (~15 s at 10k ticks/s), a stall of the
-    pipeline's thread and every other; ~0 ms frozen. For a process running
+    collection (CPython runs one once the survivors of young collections
+    reach a quarter of the long-lived objects), a stall of the pipeline's
+    thread and every other; ~0 ms frozen. For a process running
     one engine (``actortrader run``): objects frozen here that later become
     cyclic garbage (the first pipeline incarnation, after a restart) are not
     reclaimed, a one-time cost.
