@@ -225,8 +225,10 @@ class MarketFeedActor(EngineActor):
         self._set_stalled(False)
         if self.finished:
             self._maybe_end_consumers()
-        elif self.realtime_rate <= 0 or was_stalled:
-            self._schedule_pump()
+        elif self.realtime_rate <= 0:
+            self._schedule_pump()  # a replay pumps by message, so stats asks and heartbeats interleave
+        elif was_stalled:
+            self._pump()  # real time: what fell due while waiting goes now, without a message hop first
         # else (real time, not waiting for this credit): a timer or a pump is already pending.
 
     @handles(GetFeedStats)
