@@ -261,9 +261,14 @@ def _load(module: str) -> Any:
 
 # ------------------------------------------------------------ building
 def needs_build(module: str) -> bool:
-    """True if ``module`` has no fresh compiled kernels and no recorded failure to build them."""
+    """True if ``module`` has no fresh compiled kernels, no recorded failure to build them, and a place to put them."""
     path = extension_path(module)
-    return path is not None and not path.exists() and not path.with_suffix(".failed").exists()
+    if path is None or path.exists() or path.with_suffix(".failed").exists():
+        return False
+    where = path.parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    return os.access(where, os.W_OK)  # a read-only install stays on the JIT, without retrying every start
 
 
 def build_in_background() -> bool:
@@ -345,7 +350,17 @@ def build(module: str) -> Path:
                 path.with_suffix(".failed").write_text(f"{type(exc).__name__}: {exc}\n", encoding="utf-8")
             raise RuntimeError(f"{module}: compiling its kernels failed: {type(exc).__name__}: {exc}") from exc
         path.with_suffix(".failed").unlink(missing_ok=True)
+        _remove_older_builds(module, path)
     return path
+
+
+def _remove_older_builds(module: str, current: Path) -> None:
+    """Builds of earlier sources of ``module`` (a process that loaded one keeps its mapping)."""
+    stem = f"_aot_{module.replace('.', '_')}_"
+    for old in current.parent.glob(stem + "*"):
+        if old.name.split(".", 1)[0] != current.name.split(".", 1)[0] and len(old.name.split(".", 1)[0]) == len(stem) + 16:
+            with contextlib.suppress(OSError):
+                old.unlink()
 
 
 def _compile(module: str, declared: list[Kernel], path: Path) -> None:

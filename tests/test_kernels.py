@@ -271,3 +271,15 @@ def test_a_run_on_the_jit_starts_one_low_priority_build_of_what_is_missing(monke
     monkeypatch.setattr(kernels, "_BUILD_STARTED", False)
     monkeypatch.setenv(kernels.MODE_ENV, "jit")
     assert not kernels.build_in_background()  # the JIT mode never builds
+
+
+def test_a_new_build_removes_the_builds_of_older_sources_and_nothing_else(tmp_path):
+    suffix = ".cpython-311-x86_64-linux-gnu.so"
+    current = tmp_path / f"_aot_engine_orders_{'a' * 16}{suffix}"
+    older = [tmp_path / f"_aot_engine_orders_{'b' * 16}{suffix}",
+             tmp_path / f"_aot_engine_orders_{'c' * 16}.cpython-311-x86_64-linux-gnu.failed"]
+    others = [tmp_path / f"_aot_engine_orders_extra_{'d' * 16}{suffix}", tmp_path / f"_aot_engine_risk_{'e' * 16}{suffix}"]
+    for p in (current, *older, *others):
+        p.write_bytes(b"")
+    kernels._remove_older_builds("engine.orders", current)
+    assert current.exists() and all(p.exists() for p in others) and not any(p.exists() for p in older)
