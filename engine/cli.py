@@ -352,6 +352,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    from engine.kernels import mode as kernels_mode
+
+    try:
+        kernels_mode()  # read when the kernel modules are imported: refuse a bad value before that
+    except ValueError as exc:
+        _print_err(str(exc))
+        return EXIT_USAGE
     try:
         return args.func(args)
     except SystemExit as exc:

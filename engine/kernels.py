@@ -200,11 +200,16 @@ def _version(dist: str) -> str:
 
 
 def _cpu_model() -> str:
+    """The CPU's model and feature flags: code built for this host must not load on a CPU with fewer."""
+    found: dict[str, str] = {}
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
         for line in fh:
-            if line.startswith(("model name", "flags")):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
+            key = line.split(":", 1)[0].strip()
+            if key in ("model name", "flags", "Features") and key not in found:
+                found[key] = line.split(":", 1)[1].strip()
+            if len(found) >= 2:
+                break
+    return " | ".join(found.values()) or platform.processor()
 
 
 _ENV_KEY: str | None = None

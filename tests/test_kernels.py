@@ -283,3 +283,11 @@ def test_a_new_build_removes_the_builds_of_older_sources_and_nothing_else(tmp_pa
         p.write_bytes(b"")
     kernels._remove_older_builds("engine.orders", current)
     assert current.exists() and all(p.exists() for p in others) and not any(p.exists() for p in older)
+
+
+def test_a_bad_kernels_mode_is_refused_by_the_cli_naming_the_variable():
+    env = dict(os.environ, ACTORTRADER_KERNELS="fast")
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "config", "check"], capture_output=True, text=True,
+                          cwd=str(REPO), env=env, timeout=60)  # fmt: skip
+    assert proc.returncode == 2
+    assert "ACTORTRADER_KERNELS='fast': expected one of auto, jit" in proc.stderr and "Traceback" not in proc.stderr
