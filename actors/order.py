@@ -113,12 +113,20 @@ class OrderActor(EngineActor):
 
     def on_stop(self) -> None:
         self._flush_hub()
+        self._close_journal()
+
+    def on_failure(self, exception_type, exception_value, traceback) -> None:
+        super().on_failure(exception_type, exception_value, traceback)
+        self._close_journal()  # pykka runs no on_stop after a crash: release the file and its checkpoint thread
+
+    def _close_journal(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
         if self._checkpointing is not None:
             ticker, checkpointer = self._checkpointing
+            self._checkpointing = None
             ticker.stop()
-            checkpointer.close()
-        if self.journal is not None:
-            self.journal.close()  # the last connection to close checkpoints what is left
+            checkpointer.close()  # the last connection to close checkpoints what is left
 
     # ------------------------------------------------------------- journaling
     def _journal(self, records: list) -> bool:

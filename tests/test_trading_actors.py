@@ -14,6 +14,7 @@ from actors.order import OrderActor
 from actors.safety import KillFlag, SafetyActor
 from actors.venue import VenueActor
 from engine.config import config_from_dict
+from engine import faults
 from engine.journal import Journal, WalCheckpointer
 from engine.messages import (
     BatchDone, CancelOrder, DenyReason, GetOrder, GetTradingState, KillSwitch, OrderBatch, OrderRequest, OrderStatus,
@@ -114,6 +115,30 @@ def test_the_order_actor_checkpoints_its_wal_on_its_own_thread_and_stops_it_with
     d.ref("orders").stop()  # returns after on_stop, which joins the checkpoint thread
     assert len([t for t in running if not t.is_alive()]) == 1
     with Journal.open(path, readonly=True) as j:  # what the actor wrote is all there after its clean close
+        assert [type(r).__name__ for _, r in j.records()].count("Fill") == 1
+
+
+def test_a_crashed_order_actor_releases_its_journal_and_checkpoint_thread(rig):
+    d, _kill, got, path = rig
+    round_of(d, 0, 0, [100.0, 101.0, 102.0], [order("s-1", seq=0)])
+    wait_for(got, lambda m: isinstance(m, OrderUpdates) and m.fills)
+    running = [t for t in threading.enumerate() if t.name == "orders-wal-checkpoint"]
+    ref = d.ref("orders")
+    actor = ref._actor_weakref()  # to look at its journal after the crash
+    fi = faults.FaultInjector()
+    faults.install(fi)
+    try:
+        fired = fi.arm("orders", "raise")
+        round_of(d, 1, 3, [103.0])
+        assert fired.wait(10)
+        ref.actor_stopped.wait(10)
+    finally:
+        faults.install(None)
+    for t in running:
+        t.join(5)
+    assert not any(t.is_alive() for t in running)
+    assert actor.journal.closed  # pykka ran no on_stop; on_failure closed it (before ending the thread)
+    with Journal.open(path, readonly=True) as j:  # and nothing written before the crash is lost
         assert [type(r).__name__ for _, r in j.records()].count("Fill") == 1
 
 
