@@ -289,12 +289,12 @@ class Journal:
     though normally a single actor owns it."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection, *, readonly: bool,
-                 fault_injector: FaultInjector | None) -> None:  # fmt: skip
+                 fault_injector: FaultInjector | None, synchronous: str, autocheckpoint: bool) -> None:  # fmt: skip
         self.path = path
         self.readonly = readonly
         self.fault_injector = fault_injector
-        self.synchronous = "NORMAL"
-        self.autocheckpoint = not readonly  # SQLite checkpoints inside commits (see open)
+        self.synchronous = synchronous
+        self.autocheckpoint = autocheckpoint  # False: a WalCheckpointer copies the WAL (see open)
         self._conn = conn
         self._lock = threading.Lock()
         self._failed: JournalError | None = None
@@ -369,9 +369,8 @@ class Journal:
             elif version < SCHEMA_VERSION:
                 raise JournalError("schema", f"{path}: journal schema version {version} needs migrating to "
                                              f"{SCHEMA_VERSION}; open it writable once")  # fmt: skip
-            journal = cls(path, conn, readonly=readonly, fault_injector=fault_injector)
-            journal.synchronous, journal.autocheckpoint = sync, autocheckpoint and not readonly
-            return journal
+            return cls(path, conn, readonly=readonly, fault_injector=fault_injector, synchronous=sync,
+                       autocheckpoint=autocheckpoint and not readonly)  # fmt: skip
         except JournalError:
             conn.close()
             raise
@@ -682,7 +681,6 @@ class WalCheckpointer:
         self.path = Path(path)
         self.synchronous = synchronous  # the fsyncs a checkpoint does follow its own connection's setting
         self._conn: sqlite3.Connection | None = None
-        self.runs = 0
 
     def run(self) -> tuple[int, int, int]:
         """One checkpoint: (1 if it could not finish, WAL frames, frames now in the main file).
@@ -699,7 +697,6 @@ class WalCheckpointer:
             busy, frames, done = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(classify_error(exc), f"{self.path}: checkpointing the WAL failed: {exc}") from None
-        self.runs += 1
         return int(busy), int(frames), int(done)
 
     def close(self) -> None:
