@@ -210,7 +210,21 @@ class EngineActor(pykka.ThreadingActor):
             self._fail("start_failure", exc)
             logger.opt(exception=exc).error("{} failed to start: {!r}", self.name, exc)
 
+    def release_resources(self) -> None:
+        """Free what the actor holds outside Python objects (files, threads): override where needed.
+
+        Runs once at every end of the actor, after ``on_stop`` if there was
+        one: a graceful stop, a crashed handler and a failed ``on_start``
+        alike (pykka runs ``on_stop`` only for the first). Not for a hung
+        actor, whose thread never comes back. Make it idempotent: ``on_stop``
+        may call it too, to be done before ``stop()`` returns.
+        """
+
     def _actor_loop_teardown(self) -> None:
+        try:
+            self.release_resources()
+        except Exception:  # noqa: BLE001 - the mailbox must still be handed back
+            logger.exception("{} failed to release its resources", self.name)
         try:
             if self._failure_handled:
                 self.directory.salvage(self.name, self.actor_ref)  # late arrivals, if any

@@ -98,8 +98,7 @@ class OrderActor(EngineActor):
             return
         self.journal_kind = (self.journal.get_meta("kind") or "") if self.journal is not None else ""
         if self.journal is not None and not self.journal.readonly and not self.journal.autocheckpoint:
-            self._checkpointing = _checkpoint_in_background(self.journal, f"{self.name}-wal-checkpoint",
-                                                            alive=self.actor_ref.is_alive)
+            self._checkpointing = _checkpoint_in_background(self.journal, f"{self.name}-wal-checkpoint")
         if self.journal is not None and self.journal.last_seq > 0:
             rec = fold(self.journal.records())
             self.recovered = rec
@@ -113,13 +112,10 @@ class OrderActor(EngineActor):
 
     def on_stop(self) -> None:
         self._flush_hub()
-        self._close_journal()
+        self.release_resources()  # now, so the journal is closed when stop() returns
 
-    def on_failure(self, exception_type, exception_value, traceback) -> None:
-        super().on_failure(exception_type, exception_value, traceback)
-        self._close_journal()  # pykka runs no on_stop after a crash: release the file and its checkpoint thread
-
-    def _close_journal(self) -> None:
+    def release_resources(self) -> None:
+        """Close the journal and stop its checkpoint thread (idempotent: a stop or a crash alike)."""
         if self.journal is not None:
             self.journal.close()
         if self._checkpointing is not None:
@@ -468,21 +464,18 @@ class OrderActor(EngineActor):
         return self.book.pnl()
 
 
-def _checkpoint_in_background(journal: Journal, name: str,
-                              alive: Callable[[], bool]) -> tuple[Ticker, WalCheckpointer]:  # fmt: skip
+def _checkpoint_in_background(journal: Journal, name: str) -> tuple[Ticker, WalCheckpointer]:
     """Checkpoint ``journal``'s WAL every WAL_CHECKPOINT_EVERY_S on a thread of its own (see WalCheckpointer).
 
     The thread touches no actor state: only its own connection to the file.
-    It ends with the journal or with the actor (a crashed actor never runs
-    on_stop). A failed checkpoint is logged and retried; the records are safe
-    in the WAL meanwhile.
+    The actor's ``release_resources`` stops it and closes that connection. A failed
+    checkpoint is logged and retried; the records are safe in the WAL meanwhile.
     """
     checkpointer = WalCheckpointer(journal.path, synchronous=journal.synchronous)
     failures = [0]
 
     def tick() -> bool:
-        if journal.closed or not alive():
-            checkpointer.close()
+        if journal.closed:
             return False
         try:
             checkpointer.run()

@@ -137,7 +137,7 @@ def test_a_crashed_order_actor_releases_its_journal_and_checkpoint_thread(rig):
     for t in running:
         t.join(5)
     assert not any(t.is_alive() for t in running)
-    assert actor.journal.closed  # pykka ran no on_stop; on_failure closed it (before ending the thread)
+    assert actor.journal.closed  # pykka ran no on_stop; release_resources() closed it (before ending the thread)
     with Journal.open(path, readonly=True) as j:  # and nothing written before the crash is lost
         assert [type(r).__name__ for _, r in j.records()].count("Fill") == 1
 
