@@ -299,7 +299,6 @@ def warm_up(strategies) -> None:
     kernels.build_in_background()  # modules still on the JIT: the next start loads them compiled
 
 
-
 def forget_in_flight(directory: Directory, names: list[str]) -> None:
     """Drop what the previous pipeline incarnation left buffered for ``names``.
 

@@ -507,7 +507,7 @@ def measure_wakeup_floor(seconds: float = 3.0, rate: float = 10_000.0) -> dict[s
     figures that compare across machines.
     """
     from engine.assembly import tighten_timer_slack
-    from engine.metrics import PERCENTILES, new_histogram, record_many
+    from engine.metrics import PERCENTILES, new_histogram, record_many, values_at_percentiles
 
     out: list[int] = []
 
@@ -533,7 +533,8 @@ def measure_wakeup_floor(seconds: float = 3.0, rate: float = 10_000.0) -> dict[s
     thread.join(seconds + 30)
     hist = new_histogram()
     record_many(hist, out)
-    pct = {label: hist.get_value_at_percentile(p) / 1000.0 for label, p in PERCENTILES}
+    values = values_at_percentiles(hist, [p for _, p in PERCENTILES])
+    pct = {label: v / 1000.0 for (label, _), v in zip(PERCENTILES, values, strict=True)}
     return {"rate": rate, "seconds": seconds, "samples": len(out), "late_us": {**pct, "max": hist.get_max_value() / 1000.0}}
 
 
