@@ -179,15 +179,12 @@ def _check_compiled_kernels() -> Check:
 
     built, pending, failed = [], [], []
     for module in kernels.BUILTIN_MODULES:
-        path = kernels.extension_path(module)
-        if path is None:
-            continue
-        if path.exists():
+        state, reason = kernels.build_state(module)
+        if state == "built":
             built.append(module)
-        elif path.with_suffix(".failed").exists():
-            reason = path.with_suffix(".failed").read_text(encoding="utf-8", errors="replace").strip()
-            failed.append(f"{module} ({reason.splitlines()[0] if reason else 'no reason kept'})")
-        else:
+        elif state == "failed":
+            failed.append(f"{module} ({reason})")
+        elif state == "pending":
             pending.append(module)
     if not pending and not failed:
         return Check("compiled kernels", True, f"all {len(built)} modules built: numba and LLVM stay out of the engine")

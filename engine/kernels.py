@@ -265,12 +265,29 @@ def _load(module: str) -> Any:
 
 
 # ------------------------------------------------------------ building
+def _failure_path(path: Path) -> Path:
+    return path.with_suffix(".failed")
+
+
+def build_state(module: str) -> tuple[str, str]:
+    """("built" | "failed" | "pending" | "none", why it failed): ``module``'s compiled kernels on disk."""
+    path = extension_path(module)
+    if path is None:
+        return "none", ""
+    if path.exists():
+        return "built", ""
+    failure = _failure_path(path)
+    if failure.exists():
+        reason = failure.read_text(encoding="utf-8", errors="replace").strip()
+        return "failed", reason.splitlines()[0] if reason else "no reason kept"
+    return "pending", ""
+
+
 def needs_build(module: str) -> bool:
     """True if ``module`` has no fresh compiled kernels, no recorded failure to build them, and a place to put them."""
-    path = extension_path(module)
-    if path is None or path.exists() or path.with_suffix(".failed").exists():
+    if build_state(module)[0] != "pending":
         return False
-    where = path.parent
+    where = extension_path(module).parent
     while not where.exists() and where != where.parent:
         where = where.parent
     return os.access(where, os.W_OK)  # a read-only install stays on the JIT, without retrying every start
@@ -352,9 +369,9 @@ def build(module: str) -> Path:
             _compile(module, declared, path)
         except Exception as exc:
             with contextlib.suppress(OSError):
-                path.with_suffix(".failed").write_text(f"{type(exc).__name__}: {exc}\n", encoding="utf-8")
+                _failure_path(path).write_text(f"{type(exc).__name__}: {exc}\n", encoding="utf-8")
             raise RuntimeError(f"{module}: compiling its kernels failed: {type(exc).__name__}: {exc}") from exc
-        path.with_suffix(".failed").unlink(missing_ok=True)
+        _failure_path(path).unlink(missing_ok=True)
         _remove_older_builds(module, path)
     return path
 
@@ -363,7 +380,8 @@ def _remove_older_builds(module: str, current: Path) -> None:
     """Builds of earlier sources of ``module`` (a process that loaded one keeps its mapping)."""
     stem = f"_aot_{module.replace('.', '_')}_"
     for old in current.parent.glob(stem + "*"):
-        if old.name.split(".", 1)[0] != current.name.split(".", 1)[0] and len(old.name.split(".", 1)[0]) == len(stem) + 16:
+        name = _ext_name(old)
+        if name != _ext_name(current) and len(name) == len(stem) + 16:  # this module's, not "<module>_more"'s
             with contextlib.suppress(OSError):
                 old.unlink()
 
