@@ -111,6 +111,7 @@ class EngineActor(pykka.ThreadingActor):
         self._loop: SharedLoop | None = getattr(_starting, "loop", None)
         self._loop_scheduled = False
         self._loop_setup_pending = False
+        self._loop_busy = False  # mid-handler on its loop: a nested drive of the loop skips it
         if self._loop is not None:  # not registered yet: nobody can have sent anything
             self.actor_inbox = LoopMailbox(self.priority_types, self._loop, self)  # type: ignore[assignment]
             self._actor_ref.actor_inbox = self.actor_inbox

@@ -222,14 +222,15 @@ class Directory:
             ref = self._refs.get(name)
             if ref is None:
                 return self._hold(name, msg)
-            try:
-                ref.tell(msg)
+            # pykka's ActorRef.tell, inlined (its is_alive() and tell() frames are ~0.3 µs of every hop).
+            if not ref.actor_stopped.is_set():
+                ref.actor_inbox.put(Envelope(msg))
                 return True
-            except pykka.ActorDeadError:
-                self._refs.pop(name, None)
-                self._down.add(name)
-                self._buffers.setdefault(name, collections.deque())
-                return self._hold(name, msg)
+            # Dead (pykka would raise ActorDeadError): buffer for its successor.
+            self._refs.pop(name, None)
+            self._down.add(name)
+            self._buffers.setdefault(name, collections.deque())
+            return self._hold(name, msg)
 
     def _hold(self, name: str, msg: Any) -> bool:
         buf = self._buffers.get(name) if name in self._down else None

@@ -75,7 +75,6 @@ class SharedLoop:
         self._cv = threading.Condition(threading.Lock())
         self._sleeping = False
         self._members: set[Any] = set()
-        self._busy: set[int] = set()  # id() of actors mid-handler (nested drives skip them)
         self._thread: threading.Thread | None = None
         self.ident: int | None = None
         self.handled = 0
@@ -174,30 +173,34 @@ class SharedLoop:
         actor._loop_scheduled = False  # before draining: a put from now on schedules it again
         if actor._loop_setup_pending:
             actor._loop_setup_pending = False
-            self._busy.add(id(actor))
+            actor._loop_busy = True
             try:
                 actor._actor_loop_setup()
             finally:
-                self._busy.discard(id(actor))
+                actor._loop_busy = False
                 self.handled += 1
-        inbox = actor.actor_inbox
-        if not actor.actor_stopped.is_set():
+        # The mailbox's lanes directly, not through queue.Queue's surface: this runs once
+        # per message, and the method calls cost ~0.3 µs of a ~2.7 µs hop.
+        lanes = actor.actor_inbox._lanes
+        stopped = actor.actor_stopped
+        envelope = None
+        if not stopped.is_set() and (lanes.fast or lanes.normal):
             try:
-                envelope = inbox.get_nowait()
-            except queue.Empty:
-                envelope = None
-            if envelope is not None:
-                self._busy.add(id(actor))
-                t0 = time.perf_counter_ns()
-                try:
-                    self._handle(actor, envelope)
-                finally:
-                    STAGE_BUSY_NS[actor.__class__.__name__] += time.perf_counter_ns() - t0
-                    self._busy.discard(id(actor))
-                    self.handled += 1
-        if actor.actor_stopped.is_set():
+                envelope = lanes.pop()
+            except IndexError:  # salvaged meanwhile by the directory (a stopped actor's mail)
+                pass
+        if envelope is not None:
+            actor._loop_busy = True
+            t0 = time.perf_counter_ns()
+            try:
+                self._handle(actor, envelope)
+            finally:
+                STAGE_BUSY_NS[actor.__class__.__name__] += time.perf_counter_ns() - t0
+                actor._loop_busy = False
+                self.handled += 1
+        if stopped.is_set():
             self._finish(actor)
-        elif not inbox.empty():
+        elif lanes.fast or lanes.normal:
             self.schedule(actor)
 
     def _finish(self, actor: Any) -> None:
@@ -253,7 +256,7 @@ class SharedLoop:
             served = False
             while ready:
                 actor = ready.popleft()
-                if id(actor) in self._busy:
+                if actor._loop_busy:  # mid-handler (this drive runs inside one of its handlers)
                     skipped.append(actor)
                     continue
                 self._serve(actor)
