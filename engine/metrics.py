@@ -134,22 +134,36 @@ class Registry:
         self._gauges[metric_key(name, labels)] = float(value)
 
     def record_ns(self, stage: str, ns: int) -> None:
-        """Record one latency sample of ``stage`` in nanoseconds (below 1 -> 1, huge -> clamped)."""
-        with self._fold_lock:
-            buf = self._samples.get(stage)
-            if buf is None:
-                buf = self._samples[stage] = []
-                self._histograms.setdefault(stage, new_histogram())
-            buf.append(ns)
-            if len(buf) >= _FOLD_AT:
+        """Record one latency sample of ``stage`` in nanoseconds (below 1 -> 1, huge -> clamped).
+
+        The lock is taken only to create a stage and to fold: a stage records
+        up to seven times per tick batch, and an append to a list is atomic
+        under the GIL. A fold takes a prefix of the buffer (see _fold), so a
+        sample appended by another thread meanwhile is never lost.
+        """
+        buf = self._samples.get(stage)
+        if buf is None:
+            with self._fold_lock:
+                buf = self._samples.get(stage)
+                if buf is None:
+                    self._histograms.setdefault(stage, new_histogram())
+                    buf = self._samples[stage] = []
+        buf.append(ns)
+        if len(buf) >= _FOLD_AT:
+            with self._fold_lock:
                 self._fold(stage)
 
     def _fold(self, stage: str) -> None:
-        """(lock held) Move ``stage``'s buffered samples into its histogram."""
+        """(lock held) Move ``stage``'s buffered samples into its histogram.
+
+        The list stays the stage's buffer: the first ``n`` samples are folded and
+        deleted, while a writer that already holds the list may append after them.
+        """
         buf = self._samples.get(stage)
         if buf:
-            self._samples[stage] = []
-            record_many(self._histograms[stage], buf)
+            n = len(buf)
+            record_many(self._histograms[stage], buf[:n])
+            del buf[:n]
 
     def _fold_all(self) -> None:
         with self._fold_lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import numpy as np
@@ -77,6 +78,38 @@ def test_samples_recorded_from_many_threads_are_all_counted():
     for t in threads:
         t.join()
     assert reg.percentiles_us("shared")["count"] == 12_000
+
+
+def test_a_reader_folding_while_threads_record_loses_no_sample():
+    reg = Registry()
+    reg.record_ns("shared", 1_000)  # the stage exists before the race starts
+    go = threading.Barrier(4)
+    writing = threading.Event()
+
+    def work(k: int) -> None:
+        go.wait()
+        for i in range(20_000):
+            reg.record_ns("shared", 1_000 + i + k)
+
+    def read() -> None:
+        go.wait()
+        while not writing.is_set():  # a metrics scrape folds whatever is buffered, mid-append
+            reg.percentiles_us("shared")
+
+    writers = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+    reader = threading.Thread(target=read)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads between almost any two bytecodes: the race, often
+    try:
+        for t in (*writers, reader):
+            t.start()
+        for t in writers:
+            t.join()
+        writing.set()
+        reader.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert reg.percentiles_us("shared")["count"] == 1 + 60_000
 
 
 def test_latency_clamps_nonsense_instead_of_failing():
