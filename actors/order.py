@@ -159,6 +159,11 @@ class OrderActor(EngineActor):
             self.last_seq = rnd.first_tick_seq + len(rnd.price) - 1
             self.last_ts_ns = int(rnd.ts_ns[-1])
             self.book.mark(rnd.symbol, float(rnd.price[-1]))
+        if not (rnd.approved or rnd.blocks or rnd.denials or self.in_flight_resend):
+            # Most rounds: nothing to journal, deny, retell or settle. The round goes on as it
+            # came (what the path below would rebuild field for field), ~4 µs sooner.
+            self.venue.tell(rnd)
+            return
         records: list = []
         new_denials = [d for d in rnd.denials if not self.book.known(d.client_order_id)]
         retold: list[OrderEvent] = []
