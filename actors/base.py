@@ -112,6 +112,7 @@ class EngineActor(pykka.ThreadingActor):
         self._loop_scheduled = False
         self._loop_setup_pending = False
         self._loop_busy = False  # mid-handler on its loop: a nested drive of the loop skips it
+        self._addresses: dict[str, Address] = {}
         if self._loop is not None:  # not registered yet: nobody can have sent anything
             self.actor_inbox = LoopMailbox(self.priority_types, self._loop, self)  # type: ignore[assignment]
             self._actor_ref.actor_inbox = self.actor_inbox
@@ -152,7 +153,12 @@ class EngineActor(pykka.ThreadingActor):
         self._loop.call_at(deadline, due)
 
     def addr(self, name: str) -> Address:
-        return self.directory.address(name)
+        # One Address per name: it is stable across the named actor's restarts, and
+        # handlers send through it on every batch.
+        found = self._addresses.get(name)
+        if found is None:
+            found = self._addresses[name] = self.directory.address(name)
+        return found
 
     def mailbox_depth(self) -> int:
         return self.actor_inbox.qsize()  # type: ignore[attr-defined]

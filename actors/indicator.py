@@ -68,6 +68,7 @@ class IndicatorActor(EngineActor):
         super().__init__(name, directory, supervisor)
         self.specs = list(specs)
         self.routes = {sym: list(dict.fromkeys(names)) for sym, names in routes.items()}
+        self._targets_by_symbol: dict[str, list[str]] = {}
         self.history = int(history)
         self.ack_to = ack_to
         self.sets: dict[str, IndicatorSet] = {}
@@ -132,7 +133,10 @@ class IndicatorActor(EngineActor):
         return self.rings[symbol][series].last(n)
 
     def _targets(self, symbol: str) -> list[str]:
-        return list(dict.fromkeys(self.routes.get(symbol, []) + self.routes.get("*", [])))
+        found = self._targets_by_symbol.get(symbol)  # routes are fixed for the actor's life
+        if found is None:
+            found = self._targets_by_symbol[symbol] = list(dict.fromkeys(self.routes.get(symbol, []) + self.routes.get("*", [])))
+        return found
 
     def _remember(self, symbol: str, price: np.ndarray, values: dict[str, np.ndarray]) -> None:
         rings = self.rings.setdefault(symbol, {})
