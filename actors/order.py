@@ -38,10 +38,7 @@ except ImportError:  # pragma: no cover
     _metrics = None
 
 
-# Ticks between feed checkpoints when rounds carry no orders. Counted in ticks, not batches: at
-# 64 batches a live feed's one-tick batches made one commit every 64 ticks (~150/s at 10k ticks/s,
-# as many commits as its orders), while a replay at 4096 ticks a batch wrote one per 262k ticks.
-CHECKPOINT_TICKS = 65_536
+CHECKPOINT_EVERY = 64  # batches between feed checkpoints when rounds carry no orders
 HUB_EVERY = 16  # rounds of updates the event hub may wait for while the OrderActor is busy
 HUB_PERIOD_S = 0.02  # on a shared loop: at most one hand-off to the event hub's thread per period
 WAL_CHECKPOINT_EVERY_S = 0.5  # a journal opened without autocheckpoint is checkpointed this often, off the pipeline
@@ -80,7 +77,6 @@ class OrderActor(EngineActor):
         self.journal_kind = ""
         self.recovered = None
         self.rounds = 0
-        self._checkpointed_span = -1  # watermark // CHECKPOINT_TICKS of the last feed checkpoint
         self.flatten_seq = 0
         # Blocks journaled and sent, awaiting their FillBlock: (strategy id, first number) -> block.
         self.blocks_at_venue: dict[tuple[str, int], OrderBlock] = {}
@@ -159,11 +155,6 @@ class OrderActor(EngineActor):
             self.last_seq = rnd.first_tick_seq + len(rnd.price) - 1
             self.last_ts_ns = int(rnd.ts_ns[-1])
             self.book.mark(rnd.symbol, float(rnd.price[-1]))
-        if not (rnd.approved or rnd.blocks or rnd.denials or self.in_flight_resend):
-            # Most rounds: nothing to journal, deny, retell or settle. The round goes on as it
-            # came (what the path below would rebuild field for field), ~4 µs sooner.
-            self.venue.tell(rnd)
-            return
         records: list = []
         new_denials = [d for d in rnd.denials if not self.book.known(d.client_order_id)]
         retold: list[OrderEvent] = []
@@ -281,12 +272,10 @@ class OrderActor(EngineActor):
         # Fills before the events that complete their orders (recovery folds in this order).
         records.extend(fills)
         records.extend(events)
-        span = rep.watermark // CHECKPOINT_TICKS
-        if rep.batch_seq >= 0 and rep.feed and (records or span != self._checkpointed_span or rep.end_of_stream):
+        if rep.batch_seq >= 0 and rep.feed and (records or rep.batch_seq % CHECKPOINT_EVERY == 0 or rep.end_of_stream):
             # Rides along with the round's records; a quiet round alone is not worth a commit
             # (~50 µs): resume re-runs from tick 0 and recognises what is journaled anyway.
             records.append(FeedCheckpoint(feed=rep.feed, batch_seq=rep.batch_seq, last_tick_seq=rep.watermark))
-            self._checkpointed_span = span
         if not self._journal(records):
             return  # halted; nothing unjournaled is applied or told
         for blk, fb in filled_blocks:

@@ -122,14 +122,11 @@ class SafetyActor(EngineActor):
             self.state.last_price[symbol] = float(ref.price[-1])
             self.state.last_ts_ns[symbol] = int(ref.ts_ns[-1])
             self.last_seq = ref.first_tick_seq + len(ref.price) - 1
-        if any(b.orders or b.blocks for b in batches):
-            approved_blocks, orders = self._check_blocks(batches)
-            if len(batches) > 1:
-                order_index = {s.strategy_id: k for k, s in enumerate(batches)}
-                orders.sort(key=lambda o: (o.decision_seq, order_index[o.strategy_id]))
-            approved, denials = self._check_all(orders)
-        else:  # most rounds: nothing to check
-            approved_blocks, approved, denials = [], [], []
+        approved_blocks, orders = self._check_blocks(batches)
+        if len(batches) > 1:
+            order_index = {s.strategy_id: k for k, s in enumerate(batches)}
+            orders.sort(key=lambda o: (o.decision_seq, order_index[o.strategy_id]))
+        approved, denials = self._check_all(orders)
         recv = ref.recv_wall_ns if ref is not None and ref.recv_wall_ns else 0
         if recv and _metrics is not None:
             _metrics.record_ns("feed_to_safety", time.time_ns() - recv)

@@ -142,23 +142,6 @@ def test_a_crashed_order_actor_releases_its_journal_and_checkpoint_thread(rig):
         assert [type(r).__name__ for _, r in j.records()].count("Fill") == 1
 
 
-def test_quiet_rounds_journal_a_feed_checkpoint_per_span_of_ticks_not_per_count_of_batches(rig, monkeypatch):
-    import actors.order
-
-    monkeypatch.setattr(actors.order, "CHECKPOINT_TICKS", 10)
-    d, _kill, got, path = rig
-    seen = None
-    for b in range(30):  # one-tick batches, as a live feed sends them: ticks 0..29, spans 0, 1, 2
-        round_of(d, b, b, [100.0])
-        _, seen = wait_for(got, lambda m, b=b: isinstance(m, BatchDone) and m.batch_seq == b, seen=seen)
-    round_of(d, 30, 30, [100.0, 100.5, 101.0], [order("s-1", seq=30)])  # an order round rides along anyway
-    wait_for(got, lambda m: isinstance(m, OrderUpdates) and m.fills, seen=seen)
-    d.ref("orders").stop()
-    with Journal.open(path, readonly=True) as j:
-        marks = [r.last_tick_seq for _, r in j.records() if type(r).__name__ == "FeedCheckpoint"]
-    assert marks == [0, 10, 20, 32]
-
-
 def test_denial_reaches_the_strategy_with_reason_and_later_stale_orders_are_superseded(rig):
     d, _kill, got, _ = rig
     round_of(d, 0, 0, [100.0, 100.0], [order("s-1", qty=50, seq=0), order("s-2", seq=1)])
