@@ -38,7 +38,11 @@ except ImportError:  # pragma: no cover
     _metrics = None
 
 
-CHECKPOINT_EVERY = 64  # batches between feed checkpoints when rounds carry no orders
+# Batches between feed checkpoints when rounds carry no orders. Why not rarer, in a live feed's
+# one-tick batches: these commits keep SQLite's write path warm for the next order's commit.
+# Measured (2026-12-02): one per 65536 ticks instead made each order round's commit ~60 µs slower
+# in CPU time. A failing disk is also noticed (and trading halted) within 64 batches, orders or not.
+CHECKPOINT_EVERY = 64
 HUB_EVERY = 16  # rounds of updates the event hub may wait for while the OrderActor is busy
 HUB_PERIOD_S = 0.02  # on a shared loop: at most one hand-off to the event hub's thread per period
 WAL_CHECKPOINT_EVERY_S = 0.5  # a journal opened without autocheckpoint is checkpointed this often, off the pipeline

@@ -122,6 +122,8 @@ class SafetyActor(EngineActor):
             self.state.last_price[symbol] = float(ref.price[-1])
             self.state.last_ts_ns[symbol] = int(ref.ts_ns[-1])
             self.last_seq = ref.first_tick_seq + len(ref.price) - 1
+        # Quiet rounds take this path too, on purpose: a shortcut for them left the checks cold
+        # for the rare round with an order (measured: +10 µs of CPU per order round here).
         approved_blocks, orders = self._check_blocks(batches)
         if len(batches) > 1:
             order_index = {s.strategy_id: k for k, s in enumerate(batches)}
