@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import jwt
+import numpy as np
 import pytest
 from tests.api_fixtures import SECRET, FakeClock, make_config
 
@@ -20,7 +21,9 @@ from engine.api.sse import ChannelClosed, EventChannel
 from engine.api.tokens import AccessTokens, RefreshTokenStore, TokenError
 from engine.api.users import Role, UserError, UserStore, role_allows
 from engine.config import ApiSection, Config
-from engine.messages import ActorStatus, Fill, MetricsSnapshot, OrderEvent, OrderStatus, OrderUpdates, Side
+from engine.messages import (
+    ActorStatus, Fill, FillBlock, MetricsSnapshot, OrderEvent, OrderStatus, OrderUpdates, Side, freeze,
+)
 
 
 # ---------------------------------------------------------------- rate limiter
@@ -200,6 +203,30 @@ def test_event_channel_is_bounded_and_reports_gaps():
 def _fill(i: int) -> Fill:
     return Fill(client_order_id=f"c{i}", strategy_id="s", trade_id=f"t{i}", symbol="SYN", side=Side.BUY,
                 quantity=1.0, price=1.0, fee=0.0, event_seq=i, ts_ns=i)  # fmt: skip
+
+
+def _fill_block(first: int, n: int) -> FillBlock:
+    seq = np.arange(first, first + n, dtype=np.int64)
+    return FillBlock(strategy_id="s", symbol="SYN", first_number=first, side=freeze(np.ones(n, dtype=np.int8)),
+                     quantity=freeze(np.ones(n)), price=freeze(np.full(n, 2.0)), fee=freeze(np.zeros(n)),
+                     event_seq=freeze(seq), ts_ns=freeze(seq))  # fmt: skip
+
+
+def test_event_hub_ring_holds_its_capacity_in_events_not_in_blocks():
+    ref = EventHub.start("events", Directory(), capacity=50)
+    try:
+        blocks = [_fill_block(1 + 10 * k, 10) for k in range(40)]  # 800 events in all
+        for k in range(0, 40, 4):
+            ref.tell(OrderUpdates(strategy_id="s", fill_blocks=blocks[k : k + 4]))
+        ref.tell(_fill(999))
+        hub = ref.proxy()
+        got = hub.recent().get(timeout=5)
+        expanded = [e for b in blocks for e in (*b.fills(), *b.events())] + [_fill(999)]
+        assert got == expanded[-50:]  # the newest 50 events, as a ring of 50 items gave
+        held = ref._actor_weakref()._recent
+        assert sum(2 * len(i) if isinstance(i, FillBlock) else 1 for i in held) < 50 + 20  # not 40 blocks' worth
+    finally:
+        ref.stop()
 
 
 def test_event_hub_replays_ring_fans_out_and_drops_broken_subscribers():
