@@ -243,3 +243,28 @@ def test_archive_keeps_old_orders_compressed_and_every_one_readable():
     for cid, (avg, last, side) in expected.items():
         o = book.view(cid)
         assert (o.status, o.avg_price, o.last_event_seq, o.side, o.filled_qty) == (OrderStatus.FILLED, avg, last, side, 1.0)
+
+
+def test_archive_column_codec_gives_back_every_byte_of_any_chunk():
+    from engine.orders import OrderArchive, _ChunkedRows
+
+    codec, dt, n = OrderArchive._CODEC, OrderArchive._ROW_DTYPE, _ChunkedRows.ROWS
+    rng = np.random.default_rng(7)
+    raw = rng.integers(0, 256, size=n * dt.itemsize, dtype=np.uint8)  # any bytes: NaN payloads, wrapping seqs
+    raw[: 100 * dt.itemsize] = 0  # and rows never written
+    chunk = bytearray(raw.tobytes())
+    assert codec.decompress(codec.compress(chunk)) == chunk
+
+
+def test_archive_keeps_filled_market_orders_in_a_few_bytes_each():
+    book = OrderBook(keep_recent=10)
+    prices = 100.0 + np.cumsum(np.random.default_rng(3).normal(0, 0.05, 400))
+    for k in range(250):  # 12,500 orders: the oldest chunk of 4096 rows is compressed
+        seqs = range(1000 * k, 1000 * k + 150, 3)  # decided on rising ticks, as a run does
+        blk = block(first_number=1 + 50 * k, seqs=seqs, sides=[1, -1] * 25, qty=[1.0] * 50)
+        book.submit_block(blk)
+        book.apply_fill_block(blk, filled(blk, prices))
+    rows = book.archive._by_sid["s"]
+    cold = [c for c in rows.chunks.values() if isinstance(c, bytes)]
+    assert cold and max(map(len, cold)) < rows.ROWS * 4  # < 4 bytes per order (as rows: ~9)
+    assert book.view("s-1").status is OrderStatus.FILLED and book.view("s-12500").status is OrderStatus.FILLED
