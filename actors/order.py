@@ -14,7 +14,7 @@ unjournaled reaches the venue, and the reason is logged and shown.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from loguru import logger
 
@@ -57,8 +57,22 @@ class _FlushHub:
 _FLUSH_HUB = _FlushHub()
 
 
+class _CommitHeld:
+    """Internal: sent to itself behind the mail that was waiting when a report was held.
+
+    Whatever arrives first commits what is held (see OrderActor._defer); this
+    makes sure something does, even if all that waited was a pykka call that
+    never reaches on_receive.
+    """
+
+    __slots__ = ()
+
+
+_COMMIT_HELD = _CommitHeld()
+
+
 class OrderActor(EngineActor):
-    _housekeeping = (_FlushHub,)
+    _housekeeping = (_FlushHub, _CommitHeld)
 
     def __init__(self, name: str, directory: Directory, supervisor: str | None = None, *,
                  journal: Callable[[], Journal | None], kill: KillFlag, venue: str = "venue",
@@ -88,6 +102,9 @@ class OrderActor(EngineActor):
         self.hub_pending: list[OrderUpdates] = []  # journaled updates not yet handed to the event hub
         self._hub_timer_armed = False
         self._checkpointing: tuple[Ticker, WalCheckpointer] | None = None
+        # A report's records and what follows their commit, held for the next round's commit (see _defer).
+        self._deferred: list[tuple[list, Callable[[], None]]] = []
+        self._commit_held_queued = 0  # our own _CommitHeld messages in the mailbox: not mail to wait for
 
     def on_start(self) -> None:
         try:
@@ -115,6 +132,7 @@ class OrderActor(EngineActor):
         self.report_recovered(True, f"{len(self.book.live)} open orders, {self.book.fills_count} fills")
 
     def on_stop(self) -> None:
+        self._journal([])  # a report still held for a group commit
         self._flush_hub()
         self.release_resources()  # now, so the journal is closed when stop() returns
 
@@ -128,8 +146,42 @@ class OrderActor(EngineActor):
             ticker.stop()
             checkpointer.close()  # the last connection to close checkpoints what is left
 
+    def on_receive(self, message: Any) -> Any:
+        if self._deferred and not isinstance(message, Round) \
+                and not (isinstance(message, _CommitHeld) and self._commit_held_queued > 1):
+            # Whatever comes next sees (and may tell) the held report's effects. An older
+            # _CommitHeld may pass: the newest one, sent after the hold, is still behind it.
+            self._journal([])
+        return super().on_receive(message)
+
     # ------------------------------------------------------------- journaling
+    def _defer(self, rep: VenueReport, records: list) -> bool:
+        """Whether to hold this report's records for one commit with the next round's (group commit).
+
+        Why: in a replay every batch with orders costs two commits, its round's
+        and its report's, ~40 µs each. When more mail is already waiting the
+        report's records can ride with the next round's commit: the same
+        records in the same order (the round behind it is handled after it
+        either way), one transaction. Nothing of the report is applied or told
+        before that commit. Any message but a round first commits what is
+        held, and so does a round that needs the book's current view (see
+        on_round); an idle mailbox (a live feed, mostly) commits at once.
+        """
+        return bool(records) and self.journal is not None and not self.journal_failed and not rep.end_of_stream \
+            and not self.in_flight_resend and self.mailbox_depth() > self._commit_held_queued
+
     def _journal(self, records: list) -> bool:
+        """Commit ``records`` (after any held report's); then run what the held reports wait for."""
+        held, self._deferred = self._deferred, []
+        if held:
+            records = [r for recs, _ in held for r in recs] + list(records)
+        ok = self._append(records)
+        if ok:
+            for _, then in held:
+                then()
+        return ok
+
+    def _append(self, records: list) -> bool:
         if not records or self.journal is None:
             return self.journal_failed == ""
         if self.journal_failed:
@@ -159,6 +211,9 @@ class OrderActor(EngineActor):
             self.last_seq = rnd.first_tick_seq + len(rnd.price) - 1
             self.last_ts_ns = int(rnd.ts_ns[-1])
             self.book.mark(rnd.symbol, float(rnd.price[-1]))
+        if self._deferred and (any(self.book.known(r.client_order_id) for r in rnd.approved)
+                               or any(not self.book.is_new_block(b) for b in rnd.blocks)):
+            self._journal([])  # a re-sent id is answered from the book as it is after the held report
         records: list = []
         new_denials = [d for d in rnd.denials if not self.book.known(d.client_order_id)]
         retold: list[OrderEvent] = []
@@ -280,8 +335,18 @@ class OrderActor(EngineActor):
             # Rides along with the round's records; a quiet round alone is not worth a commit
             # (~50 µs): resume re-runs from tick 0 and recognises what is journaled anyway.
             records.append(FeedCheckpoint(feed=rep.feed, batch_seq=rep.batch_seq, last_tick_seq=rep.watermark))
+        if self._defer(rep, records):
+            self._deferred.append((records, lambda: self._after_report(rep, filled_blocks, fills, events)))
+            self._commit_held_queued += 1
+            self.actor_ref.tell(_COMMIT_HELD)
+            return
         if not self._journal(records):
             return  # halted; nothing unjournaled is applied or told
+        self._after_report(rep, filled_blocks, fills, events)
+
+    def _after_report(self, rep: VenueReport, filled_blocks: list[tuple[OrderBlock, FillBlock]], fills: list,
+                      events: list[OrderEvent]) -> None:
+        """A report's effects, once its records are journaled: the book, the strategies, safety, the feed's credit."""
         for blk, fb in filled_blocks:
             self.book.apply_fill_block(blk, fb)
         for f in fills:
@@ -323,6 +388,10 @@ class OrderActor(EngineActor):
                 self.tell_self_at(time.monotonic() + HUB_PERIOD_S, _FLUSH_HUB)
         elif len(self.hub_pending) >= HUB_EVERY or not self.mailbox_depth():
             self._flush_hub()
+
+    @handles(_CommitHeld)
+    def on_commit_held(self, _msg: _CommitHeld) -> None:
+        self._commit_held_queued -= 1  # on_receive committed what was held before this handler ran
 
     @handles(_FlushHub)
     def on_flush_hub(self, _msg: _FlushHub) -> None:
