@@ -214,3 +214,76 @@ def test_a_denied_api_order_never_blocks_later_ones(rig):
     assert d.ask("orders", GetOrder(client_order_id="api-2")).status is OrderStatus.FILLED
     denied = d.ask("orders", GetOrder(client_order_id="api-1"))
     assert denied is not None and denied.status is OrderStatus.DENIED
+
+
+def _held_report_rig(tmp_path, fail_on_write: int | None = None):
+    """An OrderActor driven by hand (not started): its handlers called directly, mail faked."""
+    from pykka._envelope import Envelope
+
+    from actors.order import OrderActor
+    from engine.messages import Fill, OrderEvent, Round, VenueReport
+
+    writes = [0]
+
+    def injector():
+        writes[0] += 1
+        if writes[0] == fail_on_write:
+            raise OSError(28, "No space left on device")
+
+    path = tmp_path / "held.sqlite"
+    d = Directory()
+    got: queue.Queue = queue.Queue()
+    feed = Collector.start("feed", d, inbox=got)
+    d.register("feed", feed)
+    actor = OrderActor("orders", d, journal=lambda: Journal.open(path, fault_injector=injector), kill=KillFlag(),
+                       events=None)  # fmt: skip
+    actor.on_start()
+    ts = freeze(np.arange(3, dtype=np.int64) + 1000)
+
+    def rnd(batch_seq, *orders):
+        return Round(feed="feed", batch_seq=batch_seq, symbol="SPY", first_tick_seq=3 * batch_seq, ts_ns=ts,
+                     price=freeze(np.full(3, 100.0)), approved=list(orders))  # fmt: skip
+
+    fill = Fill(client_order_id="s-1", strategy_id="s", trade_id="T1-s-1", symbol="SPY", side=Side.BUY, quantity=1.0,
+                price=100.0, fee=0.0, event_seq=1, ts_ns=1001)  # fmt: skip
+    done = OrderEvent(client_order_id="s-1", strategy_id="s", symbol="SPY", status=OrderStatus.FILLED, event_seq=1,
+                      ts_ns=1001, filled_qty=1.0, avg_price=100.0)  # fmt: skip
+    report = VenueReport(feed="feed", batch_seq=0, symbol="SPY", fills=[fill], events=[done], watermark=2)
+    actor.on_round(rnd(0, order("s-1", seq=0)))  # journaled and sent: one commit
+    actor.actor_inbox.put(Envelope("mail waiting behind the report"))
+    actor.on_report(report)
+    return actor, path, rnd, got, feed
+
+
+def test_a_report_with_mail_behind_it_is_committed_with_the_next_round_and_applied_only_then(tmp_path):
+    import sqlite3
+
+    actor, path, rnd, got, feed = _held_report_rig(tmp_path)
+    try:
+        assert actor.book.live["s-1"].status is OrderStatus.SUBMITTED  # held: nothing applied or told yet
+        actor.on_round(rnd(1, order("s-2", seq=3)))
+        assert actor.book.view("s-1").status is OrderStatus.FILLED and "s-2" in actor.book.live
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            rows = conn.execute("SELECT types FROM batches ORDER BY first_seq").fetchall()
+        assert [r[0] for r in rows] == [",OrderRequest,", ",FeedCheckpoint,Fill,OrderEvent,OrderRequest,"]
+        with Journal.open(path, readonly=True) as j:  # the report's records first, as if committed apart
+            kinds = [type(r).__name__ for _, r in j.records()]
+        assert kinds[-5:] == ["OrderRequest", "Fill", "OrderEvent", "FeedCheckpoint", "OrderRequest"]
+        done, _ = wait_for(got, lambda m: isinstance(m, BatchDone))
+        assert done.batch_seq == 0  # the feed's credit came back after the commit
+    finally:
+        actor.release_resources()
+        feed.stop()
+
+
+def test_a_held_report_whose_group_commit_fails_is_neither_applied_nor_told(tmp_path):
+    actor, path, rnd, got, feed = _held_report_rig(tmp_path, fail_on_write=2)
+    try:
+        actor.on_round(rnd(1, order("s-2", seq=3)))  # the merged commit: write 2 fails
+        assert actor.kill.is_set() and actor.journal_failed
+        assert actor.book.live["s-1"].status is OrderStatus.SUBMITTED and "s-2" not in actor.book.live
+        with Journal.open(path, readonly=True) as j:
+            assert [type(r).__name__ for _, r in j.records()].count("Fill") == 0
+    finally:
+        actor.release_resources()
+        feed.stop()
