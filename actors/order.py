@@ -58,17 +58,17 @@ _FLUSH_HUB = _FlushHub()
 
 
 class _CommitHeld:
-    """Internal: sent to itself behind the mail that was waiting when a report was held.
+    """Internal: sent to itself behind the mail that was waiting when report ``hold`` was held.
 
     Whatever arrives first commits what is held (see OrderActor._defer); this
     makes sure something does, even if all that waited was a pykka call that
-    never reaches on_receive.
+    never reaches on_receive. One sent for an earlier hold ends nothing.
     """
 
-    __slots__ = ()
+    __slots__ = ("hold",)
 
-
-_COMMIT_HELD = _CommitHeld()
+    def __init__(self, hold: int) -> None:
+        self.hold = hold
 
 
 class OrderActor(EngineActor):
@@ -103,8 +103,9 @@ class OrderActor(EngineActor):
         self._hub_timer_armed = False
         self._checkpointing: tuple[Ticker, WalCheckpointer] | None = None
         # A report's records and what follows their commit, held for the next round's commit (see _defer).
-        self._deferred: list[tuple[list, Callable[[], None]]] = []
-        self._commit_held_queued = 0  # our own _CommitHeld messages in the mailbox: not mail to wait for
+        # At most one: any message but a round, a report included, commits it first.
+        self._held: tuple[list, Callable[[], None]] | None = None
+        self._holds = 0  # reports held so far: the id a _CommitHeld names
 
     def on_start(self) -> None:
         try:
@@ -147,11 +148,9 @@ class OrderActor(EngineActor):
             checkpointer.close()  # the last connection to close checkpoints what is left
 
     def on_receive(self, message: Any) -> Any:
-        if self._deferred and not isinstance(message, Round) \
-                and not (isinstance(message, _CommitHeld) and self._commit_held_queued > 1):
-            # Whatever comes next sees (and may tell) the held report's effects. An older
-            # _CommitHeld may pass: the newest one, sent after the hold, is still behind it.
-            self._journal([])
+        if self._held is not None and not isinstance(message, Round) \
+                and not (isinstance(message, _CommitHeld) and message.hold != self._holds):
+            self._journal([])  # whatever comes next sees (and may tell) the held report's effects
         return super().on_receive(message)
 
     # ------------------------------------------------------------- journaling
@@ -168,17 +167,16 @@ class OrderActor(EngineActor):
         on_round); an idle mailbox (a live feed, mostly) commits at once.
         """
         return bool(records) and self.journal is not None and not self.journal_failed and not rep.end_of_stream \
-            and not self.in_flight_resend and self.mailbox_depth() > self._commit_held_queued
+            and not self.in_flight_resend and self.mailbox_depth() > 0
 
     def _journal(self, records: list) -> bool:
         """Commit ``records`` (after any held report's); then run what the held reports wait for."""
-        held, self._deferred = self._deferred, []
-        if held:
-            records = [r for recs, _ in held for r in recs] + list(records)
+        held, self._held = self._held, None
+        if held is not None:
+            records = [*held[0], *records]
         ok = self._append(records)
-        if ok:
-            for _, then in held:
-                then()
+        if ok and held is not None:
+            held[1]()
         return ok
 
     def _append(self, records: list) -> bool:
@@ -211,7 +209,7 @@ class OrderActor(EngineActor):
             self.last_seq = rnd.first_tick_seq + len(rnd.price) - 1
             self.last_ts_ns = int(rnd.ts_ns[-1])
             self.book.mark(rnd.symbol, float(rnd.price[-1]))
-        if self._deferred and (any(self.book.known(r.client_order_id) for r in rnd.approved)
+        if self._held is not None and (any(self.book.known(r.client_order_id) for r in rnd.approved)
                                or any(not self.book.is_new_block(b) for b in rnd.blocks)):
             self._journal([])  # a re-sent id is answered from the book as it is after the held report
         records: list = []
@@ -336,9 +334,9 @@ class OrderActor(EngineActor):
             # (~50 µs): resume re-runs from tick 0 and recognises what is journaled anyway.
             records.append(FeedCheckpoint(feed=rep.feed, batch_seq=rep.batch_seq, last_tick_seq=rep.watermark))
         if self._defer(rep, records):
-            self._deferred.append((records, lambda: self._after_report(rep, filled_blocks, fills, events)))
-            self._commit_held_queued += 1
-            self.actor_ref.tell(_COMMIT_HELD)
+            self._held = (records, lambda: self._after_report(rep, filled_blocks, fills, events))
+            self._holds += 1
+            self.actor_ref.tell(_CommitHeld(self._holds))
             return
         if not self._journal(records):
             return  # halted; nothing unjournaled is applied or told
@@ -391,7 +389,7 @@ class OrderActor(EngineActor):
 
     @handles(_CommitHeld)
     def on_commit_held(self, _msg: _CommitHeld) -> None:
-        self._commit_held_queued -= 1  # on_receive committed what was held before this handler ran
+        pass  # on_receive committed the hold this one was sent for, if it was still held
 
     @handles(_FlushHub)
     def on_flush_hub(self, _msg: _FlushHub) -> None:
