@@ -184,10 +184,10 @@ class SharedLoop:
         lanes = actor.actor_inbox._lanes
         stopped = actor.actor_stopped
         envelope = None
-        if not stopped.is_set() and (lanes.fast or lanes.normal):
+        if not stopped.is_set():
             try:
                 envelope = lanes.pop()
-            except IndexError:  # salvaged meanwhile by the directory (a stopped actor's mail)
+            except IndexError:  # nothing left (e.g. salvaged meanwhile by the directory)
                 pass
         if envelope is not None:
             actor._loop_busy = True
