@@ -322,6 +322,8 @@ class Journal:
         ``autocheckpoint=False`` leaves copying the WAL into the main file to a
         :class:`WalCheckpointer` on another thread (SQLite's own checkpoint runs
         inside the commit that crosses 1000 WAL pages: milliseconds on the writer).
+        The writer still checkpoints once the WAL passes WAL_BACKSTOP_PAGES, which
+        only a writer that commits faster than the checkpointer can finish reaches.
 
         Raises :class:`JournalError`: ``schema`` for a journal written by a newer
         version, ``corrupt`` for a file that is not a journal, ``io`` when the
@@ -363,7 +365,7 @@ class Journal:
                 # SQLite's default 2 MB page cache only filled with pages nobody reads again.
                 conn.execute(f"PRAGMA cache_size = -{_WRITER_CACHE_KB}")
                 if not autocheckpoint:
-                    conn.execute("PRAGMA wal_autocheckpoint = 0")
+                    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
                 if version < SCHEMA_VERSION:
                     _migrate(conn, version)
             elif version < SCHEMA_VERSION:
@@ -655,6 +657,14 @@ class Journal:
 
 
 _READ_PAGE = 256  # batch rows fetched per lock acquisition when iterating
+# Why a backstop: a passive checkpoint copies the frames it saw at its start, and the
+# WAL restarts only at a commit after one that copied them all. A replay commits
+# every ~0.5 ms, so none ever did: 72 MB of WAL at 20M ticks, growing with the run
+# (and its -shm index with it). Past this many pages the writer's own commit
+# finishes the checkpoint (little is left to copy) and the next one restarts the
+# WAL: 17 MB at most, at no measurable cost to the replay. A live writer never
+# gets here: its checkpointer keeps up.
+WAL_BACKSTOP_PAGES = 4096
 _WRITER_CACHE_KB = 256  # page cache of a writable journal connection (and of its checkpointer)
 _INSERT_BATCH = "INSERT INTO batches(first_seq, last_seq, wall_ns, types, frames) VALUES (?, ?, ?, ?, ?)"
 _SELECT_BATCHES = "SELECT first_seq, last_seq, types, frames FROM batches WHERE last_seq > ? ORDER BY first_seq LIMIT ?"
