@@ -347,7 +347,11 @@ class RepeatSource(TickSource):
                     first_ts = int(chunk.ts_ns[0])
                 last_ts = int(chunk.ts_ns[take - 1])
                 self.rows_read += take
-                yield TickChunk(SYMBOL, seq, chunk.ts_ns[:take] + np.int64(span), chunk.price[:take], chunk.size[:take])
+                # Shifted into a buffer of the source's chunk size, as the source allocates its
+                # own (engine.data.cache.read_cached): one size of buffer, no heap growth of ours.
+                ts = np.add(chunk.ts_ns[:take], np.int64(span),
+                            out=np.empty(max(take, src.chunk_rows), dtype=np.int64)[:take])
+                yield TickChunk(SYMBOL, seq, ts, chunk.price[:take], chunk.size[:take])
                 seq += take
                 have += take
                 if have >= self.base:

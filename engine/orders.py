@@ -231,18 +231,31 @@ class _ChunkedRows:
         self.chunks: dict[int, bytearray | bytes] = {}
         self.hot: list[int] = []  # raw chunks, by index
         self._last_read: tuple[int, bytes] | None = None  # one decompressed cold chunk
+        # The raw buffer of the chunk that went cold last, the next new chunk's (zeroed): one
+        # buffer recycled per 4096 orders instead of a fresh 217 KB one, which malloc placed
+        # wherever a hole was and a 20M-tick replay's heap grew around (bench/README.md, Memory).
+        self._spare: bytearray | None = None
 
     def writable(self, c: int) -> bytearray:
         chunk = self.chunks.get(c)
         if isinstance(chunk, bytearray):
             return chunk
-        chunk = bytearray(self.ROWS * self.size) if chunk is None else self._decompress(chunk)
+        if chunk is not None:
+            chunk = self._decompress(chunk)
+        elif self._spare is not None:
+            chunk, self._spare = self._spare, None
+            np.frombuffer(chunk, dtype=np.uint8).fill(0)  # an all-zero row is an empty one
+        else:
+            chunk = bytearray(self.ROWS * self.size)
         self.chunks[c] = chunk
         self.hot.append(c)
         self.hot.sort()
         while len(self.hot) > self.HOT:
             cold = self.hot.pop(0)
-            self.chunks[cold] = self._compress(self.chunks[cold])
+            raw = self.chunks[cold]
+            self.chunks[cold] = self._compress(raw)
+            if isinstance(raw, bytearray) and len(raw) == self.ROWS * self.size:
+                self._spare = raw
             if self._last_read is not None and self._last_read[0] == cold:
                 self._last_read = None
         return chunk

@@ -245,6 +245,22 @@ def test_archive_keeps_old_orders_compressed_and_every_one_readable():
         assert (o.status, o.avg_price, o.last_event_seq, o.side, o.filled_qty) == (OrderStatus.FILLED, avg, last, side, 1.0)
 
 
+def test_archive_recycles_the_buffer_of_a_chunk_gone_cold_and_starts_it_empty():
+    book = OrderBook(keep_recent=10)
+    prices = np.linspace(100.0, 110.0, 200)
+    first_raw = None
+    for k in range(246):  # 12,300 orders: chunks 0-2 full, chunk 3 with its first 12 rows
+        blk = block(first_number=1 + 50 * k, seqs=range(0, 100, 2), sides=[1, -1] * 25, qty=[1.0] * 50)
+        book.submit_block(blk)
+        book.apply_fill_block(blk, filled(blk, prices))
+        first_raw = first_raw or book.archive._by_sid["s"].chunks[0]
+    rows = book.archive._by_sid["s"]
+    assert isinstance(rows.chunks[0], bytes) and rows.chunks[3] is first_raw  # chunk 0's buffer, reused
+    # Row 13 of chunk 3 sits where order 13 was in chunk 0: it must read as never written.
+    assert book.known("s-12300") and not book.known("s-12301") and book.view("s-12301") is None
+    assert book.view("s-13").status is OrderStatus.FILLED and book.view("s-12300").filled_qty == 1.0
+
+
 def test_archive_column_codec_gives_back_every_byte_of_any_chunk():
     from engine.orders import OrderArchive, _ChunkedRows
 

@@ -165,6 +165,27 @@ def test_cache_replays_identical_ticks_and_counters_without_rewriting_rejects(tm
     assert not third.cache_hit and ts3[-1] == 1009
 
 
+def test_cached_chunks_of_any_length_sit_in_buffers_of_one_size(tmp_path):
+    # Chunks of one size fit each other's holes in the heap (engine/data/cache.py, read_cached).
+    path = tmp_path / "ticks.csv"
+    rows = [f"{1000 + i},{100 + i % 7},1" if i % 5 else f"{1000 + i},nan,1" for i in range(40)]
+    path.write_text("ts_ns,price,size\n" + "\n".join(rows) + "\n")
+    first = open_tick_source(path, symbol="SPY", instruments=INSTR, chunk_rows=8, cache_dir=tmp_path / "c")
+    _, ts1, p1 = drain(first)
+    second = open_tick_source(path, symbol="SPY", instruments=INSTR, chunk_rows=8, cache_dir=tmp_path / "c")
+    chunks, ts2, p2 = drain(second)
+    assert second.cache_hit and len({len(c) for c in chunks}) > 1  # the quarantined rows made short chunks
+
+    def owner(a):
+        while a.base is not None:
+            a = a.base
+        return a
+
+    assert {owner(c.price).nbytes for c in chunks} == {owner(c.ts_ns).nbytes for c in chunks} == {8 * 8}
+    np.testing.assert_array_equal(ts1, ts2)
+    np.testing.assert_array_equal(p1, p2)
+
+
 def test_cache_keeps_symbols_and_side_and_rebuilds_a_truncated_file(tmp_path):
     path = tmp_path / "multi.csv"
     path.write_text("ts_ns,price,size,side,symbol\n1,10,1,1,SPY\n2,11,1,-1,SPY\n2,50,2,1,QQQ\n3,12,1,0,SPY\n5,51,1,1,QQQ\n")

@@ -218,7 +218,7 @@ class FileTickSource(TickSource):
             self.quarantine.by_reason[reason] = count
         symbol = meta.get("symbol") or None
         seq = 0
-        for cols in read_cached(self.cache):  # type: ignore[arg-type]
+        for cols in read_cached(self.cache, capacity=self.chunk_rows):  # type: ignore[arg-type]
             self.rows_read += len(cols["price"])
             for chunk in _split_by_symbol(cols, symbol, seq):
                 seq += len(chunk)
