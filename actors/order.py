@@ -120,7 +120,9 @@ class OrderActor(EngineActor):
             return
         self.journal_kind = (self.journal.get_meta("kind") or "") if self.journal is not None else ""
         if self.journal is not None and not self.journal.readonly and not self.journal.autocheckpoint:
-            self._checkpointing = _checkpoint_in_background(self.journal, f"{self.name}-wal-checkpoint")
+            ref, directory = self.actor_ref, self.directory
+            self._checkpointing = _checkpoint_in_background(self.journal, f"{self.name}-wal-checkpoint",
+                                                            abandoned=lambda: directory.on_zombie_thread(ref))
         if self.journal is not None and self.journal.last_seq > 0:
             rec = fold(self.journal.records())
             self.recovered = rec
@@ -535,18 +537,26 @@ class OrderActor(EngineActor):
         return self.book.pnl()
 
 
-def _checkpoint_in_background(journal: Journal, name: str) -> tuple[Ticker, WalCheckpointer]:
+def _checkpoint_in_background(journal: Journal, name: str,
+                              abandoned: Callable[[], bool] = lambda: False) -> tuple[Ticker, WalCheckpointer]:
     """Checkpoint ``journal``'s WAL every WAL_CHECKPOINT_EVERY_S on a thread of its own (see WalCheckpointer).
 
     The thread touches no actor state: only its own connection to the file.
     The actor's ``release_resources`` stops it and closes that connection. A failed
     checkpoint is logged and retried; the records are safe in the WAL meanwhile.
+    ``abandoned`` says the actor was declared hung and replaced: its thread may
+    never come back to stop this one, and the new incarnation checkpoints the
+    file itself, so the thread closes its connection and ends.
     """
     checkpointer = WalCheckpointer(journal.path, synchronous=journal.synchronous)
     failures = [0]
 
     def tick() -> bool:
         if journal.closed:
+            return False
+        if abandoned():
+            checkpointer.close()
+            logger.warning("{}: its order actor was abandoned as hung; this checkpoint thread ends", name)
             return False
         try:
             checkpointer.run()

@@ -118,6 +118,17 @@ def test_the_order_actor_checkpoints_its_wal_on_its_own_thread_and_stops_it_with
         assert [type(r).__name__ for _, r in j.records()].count("Fill") == 1
 
 
+def test_the_checkpoint_thread_of_an_order_actor_abandoned_as_hung_ends_by_itself(rig):
+    d, _kill, got, path = rig
+    round_of(d, 0, 0, [100.0, 101.0, 102.0], [order("s-1", seq=0)])
+    wait_for(got, lambda m: isinstance(m, OrderUpdates) and m.fills)
+    (thread,) = [t for t in threading.enumerate() if t.name == "orders-wal-checkpoint"]
+    d.quarantine_thread_of(d.ref("orders"))  # what the supervisor does to a hung child before replacing it
+    thread.join(10)  # its thread never comes back to stop this one; a new incarnation checkpoints the file
+    assert not thread.is_alive()
+    assert d.ref("orders").is_alive()  # the actor itself is left alone, as a zombie is
+
+
 def test_a_crashed_order_actor_releases_its_journal_and_checkpoint_thread(rig):
     d, _kill, got, path = rig
     round_of(d, 0, 0, [100.0, 101.0, 102.0], [order("s-1", seq=0)])
