@@ -50,9 +50,20 @@ _PYKKA_MESSAGES = (pykka_messages._ActorStop, pykka_messages.ProxyCall, pykka_me
                    pykka_messages.ProxySetAttr)
 _loop_counter = count(0)
 _BY_THREAD: dict[int, "SharedLoop"] = {}  # loop thread ident -> loop (for asks made on it)
-# Wall time spent in handlers, by actor class, over every loop of the process: on a shared
-# thread that is each actor's CPU share, which per-thread CPU clocks can no longer tell apart.
-STAGE_BUSY_NS: dict[str, int] = collections.defaultdict(int)
+# Wall time spent in handlers, by actor class: on a shared thread that is each actor's CPU
+# share, which per-thread CPU clocks can no longer tell apart. One dict per loop, each
+# written by its own thread only (two loop threads adding to one dict could lose an
+# update between the read and the write); kept after a loop stops, so totals never shrink.
+_BUSY_BY_LOOP: list[dict[str, int]] = []
+
+
+def stage_busy_ns() -> dict[str, int]:
+    """Nanoseconds spent in handlers per actor class on every shared loop of the process, so far."""
+    total: dict[str, int] = collections.defaultdict(int)
+    for busy in list(_BUSY_BY_LOOP):
+        for name, ns in dict(busy).items():  # a copy in one C call: the loop may add a class meanwhile
+            total[name] += ns
+    return dict(total)
 
 
 def loop_of_current_thread() -> "SharedLoop | None":
@@ -66,7 +77,7 @@ class SharedLoop:
     of the ready queue, so a batch moves down the pipeline stage by stage
     instead of one stage draining its whole backlog first.
 
-    Time spent in each actor's handlers is added to :data:`STAGE_BUSY_NS`.
+    Time spent in each actor's handlers is counted for :func:`stage_busy_ns`.
     """
 
     def __init__(self, name: str = "pipeline"):
@@ -78,6 +89,8 @@ class SharedLoop:
         self._thread: threading.Thread | None = None
         self.ident: int | None = None
         self.handled = 0
+        self.busy_ns: dict[str, int] = collections.defaultdict(int)
+        _BUSY_BY_LOOP.append(self.busy_ns)
         self._timers: list[tuple[float, int, Any]] = []  # heap of (monotonic deadline, seq, fn)
         self._timer_seq = count()
 
@@ -195,7 +208,7 @@ class SharedLoop:
             try:
                 self._handle(actor, envelope)
             finally:
-                STAGE_BUSY_NS[actor.__class__.__name__] += time.perf_counter_ns() - t0
+                self.busy_ns[actor.__class__.__name__] += time.perf_counter_ns() - t0
                 actor._loop_busy = False
                 self.handled += 1
         if stopped.is_set():

@@ -37,7 +37,7 @@ from typing import Any, Callable
 from actors.directory import Directory
 from actors.event_hub import EventHub
 from actors.indicator import IndicatorActor
-from actors.loop import STAGE_BUSY_NS, SharedLoop
+from actors.loop import SharedLoop
 from actors.ticker import tighten_timer_slack  # noqa: F401 - re-exported for the benchmarks
 from actors.market_feed import MarketFeedActor
 from actors.monitor import MonitorActor
@@ -214,11 +214,6 @@ def build_engine(
     eng = Engine(cfg=cfg, directory=directory, tree=tree, kill=kill, strategies=strategies,
                  journal_path=journal_path, ended=ended, loops=loops)
     return eng
-
-
-def stage_busy_ns() -> dict[str, int]:
-    """Nanoseconds spent in handlers per actor class on shared loops, so far (for the benchmarks)."""
-    return dict(STAGE_BUSY_NS)
 
 
 class PipelineLoops:

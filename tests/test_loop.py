@@ -213,3 +213,33 @@ def test_an_actor_added_after_the_loop_ended_gets_a_new_thread():
         assert loop.thread is not None and loop.thread is not old and loop.thread.is_alive()
     finally:
         second.stop(timeout=WAIT)
+
+
+def test_handler_time_is_counted_per_loop_and_summed_over_all_of_them():
+    # Each loop counts in a dict only its own thread writes, so two loops serving actors of
+    # one class add up instead of racing on one counter.
+    from actors.loop import stage_busy_ns
+
+    class Timed(Recorder):
+        pass
+
+    d = Directory()
+    loops = [SharedLoop("busy-a"), SharedLoop("busy-b")]
+    before = stage_busy_ns().get("Timed", 0)
+    refs = []
+    for i, loop in enumerate(loops):
+        ref = Timed.start(f"t{i}", d, loop=loop, expect=2000)
+        d.register(f"t{i}", ref)
+        refs.append(ref)
+    try:
+        for n in range(2000):
+            for i in range(2):
+                d.tell(f"t{i}", data(n))
+        for ref in refs:
+            assert ref._actor_weakref().done.wait(WAIT)  # noqa: SLF001
+    finally:
+        for ref in refs:
+            ref.stop()
+    per_loop = [loop.busy_ns["Timed"] for loop in loops]
+    assert all(ns > 0 for ns in per_loop)
+    assert stage_busy_ns()["Timed"] - before == sum(per_loop)
