@@ -150,7 +150,7 @@ def read_cached(entry: CacheEntry, capacity: int = 0) -> Iterator[dict[str, np.n
     lengths (a file's chunks end where the CSV pass's blocks did), and malloc
     reuses the hole a finished chunk leaves only for one that fits; chunks of
     one size fit each other's holes, so the heap stops growing. Measured over
-    a 20M-tick replay: peak RSS +1.4 MB less (see bench/README.md, Memory).
+    a 20M-tick replay: a peak RSS 1.3-1.4 MB lower (bench/README.md, Memory).
     Pages past the record's length are never touched, so never resident.
     """
     meta = entry.meta()
