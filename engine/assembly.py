@@ -37,7 +37,7 @@ from typing import Any, Callable
 from actors.directory import Directory
 from actors.event_hub import EventHub
 from actors.indicator import IndicatorActor
-from actors.loop import SharedLoop
+from actors.loop import SharedLoop, stage_busy_ns  # noqa: F401 - re-exported for the benchmarks
 from actors.ticker import tighten_timer_slack  # noqa: F401 - re-exported for the benchmarks
 from actors.market_feed import MarketFeedActor
 from actors.monitor import MonitorActor

@@ -235,7 +235,7 @@ def stage_seconds(thread_cpu: dict[str, float], busy_before: dict[str, int]) -> 
     shared loop (engine.pipeline_threads) count the time in their handlers,
     since the loop thread's CPU clock covers all of them at once.
     """
-    from actors.loop import stage_busy_ns
+    from engine.assembly import stage_busy_ns
 
     loops = {k: v for k, v in thread_cpu.items() if k.endswith("-loop")}
     stages = {k: v for k, v in thread_cpu.items() if k not in loops}
@@ -274,7 +274,7 @@ def measure_job(data: Path, ticks: int, repeats: int = 3, before_each: Callable[
     end to end (``us_per_order_marginal``), apart from the per-tick work.
     """
     from engine import metrics
-    from actors.loop import stage_busy_ns
+    from engine.assembly import stage_busy_ns
     from engine.replay import run_replay
 
     runs, quiet_s = [], []
@@ -550,8 +550,7 @@ def measure_live(seconds: float = 10.0, rate: float = 10_000.0, warmup_s: float 
     and back-pressure waits count. The first ``warmup_s`` are not recorded.
     """
     from engine import metrics
-    from actors.loop import stage_busy_ns
-    from engine.assembly import FEED, build_engine, freeze_boot_heap
+    from engine.assembly import FEED, build_engine, freeze_boot_heap, stage_busy_ns
     from engine.data import SyntheticSource
     from engine.journal_runs import journal_dir, new_run_path
     from engine.messages import GetFeedStats, StartFeed
