@@ -537,8 +537,7 @@ class OrderActor(EngineActor):
         return self.book.pnl()
 
 
-def _checkpoint_in_background(journal: Journal, name: str,
-                              abandoned: Callable[[], bool] = lambda: False) -> tuple[Ticker, WalCheckpointer]:
+def _checkpoint_in_background(journal: Journal, name: str, abandoned: Callable[[], bool]) -> tuple[Ticker, WalCheckpointer]:
     """Checkpoint ``journal``'s WAL every WAL_CHECKPOINT_EVERY_S on a thread of its own (see WalCheckpointer).
 
     The thread touches no actor state: only its own connection to the file.

@@ -225,8 +225,8 @@ class _ChunkedRows:
     ROWS = 4096
     HOT = 2
 
-    def __init__(self, row_size: int, codec: _ColumnCodec) -> None:
-        self.size = row_size
+    def __init__(self, codec: _ColumnCodec) -> None:
+        self.size = codec.dtype.itemsize  # the codec's rows are this chunk's rows: ROWS of them
         self._compress, self._decompress = codec.compress, codec.decompress
         self.chunks: dict[int, bytearray | bytes] = {}
         self.hot: list[int] = []  # raw chunks, by index
@@ -252,10 +252,8 @@ class _ChunkedRows:
         self.hot.sort()
         while len(self.hot) > self.HOT:
             cold = self.hot.pop(0)
-            raw = self.chunks[cold]
-            self.chunks[cold] = self._compress(raw)
-            if isinstance(raw, bytearray) and len(raw) == self.ROWS * self.size:
-                self._spare = raw
+            self._spare = self.chunks[cold]  # hot chunks are whole raw chunks
+            self.chunks[cold] = self._compress(self._spare)
             if self._last_read is not None and self._last_read[0] == cold:
                 self._last_read = None
         return chunk
@@ -320,9 +318,6 @@ class OrderArchive:
         self._symbol_index: dict[str, int] = {}
         self.count = 0
 
-    def _new_rows(self) -> _ChunkedRows:
-        return _ChunkedRows(self._ROW.size, self._CODEC)
-
     @staticmethod
     def _split(cid: str) -> tuple[str, int] | None:
         sid, sep, n = cid.rpartition("-")
@@ -340,7 +335,7 @@ class OrderArchive:
             return
         chunks = self._by_sid.get(key[0])
         if chunks is None:
-            chunks = self._by_sid[key[0]] = self._new_rows()
+            chunks = self._by_sid[key[0]] = _ChunkedRows(self._CODEC)
         rows, at = chunks.row_for_write(key[1])
         if rows[at] == 0:
             self.count += 1
@@ -358,7 +353,7 @@ class OrderArchive:
         """Rows for every order of a block, each FILLED in full at its fill price."""
         chunks = self._by_sid.get(blk.strategy_id)
         if chunks is None:
-            chunks = self._by_sid[blk.strategy_id] = self._new_rows()
+            chunks = self._by_sid[blk.strategy_id] = _ChunkedRows(self._CODEC)
         sym = self._symbol_index.get(blk.symbol)
         if sym is None:
             sym = self._symbol_index[blk.symbol] = len(self._symbols)
