@@ -38,7 +38,8 @@ def compiled():
     for module in kernels.BUILTIN_MODULES:
         ext = kernels.load_extension(kernels.extension_path(module))
         for k in kernels._DECLARED[module]:
-            out[(module, k.name)] = (k, k.guarded(getattr(ext, k.name)))
+            held = getattr(ext, k.name + kernels.HELD_SUFFIX) if k.nogil else None
+            out[(module, k.name)] = (k, k.guarded(getattr(ext, k.name), held))
     return out
 
 
@@ -102,8 +103,9 @@ def test_every_declared_kernel_has_a_compiled_twin(compiled):
     assert declared == set(_calls(np.ones(4)))  # and every one is compared below
 
 
-def test_compiled_kernels_give_the_jit_bits_on_real_prices(compiled):
-    x = _real_prices(200_000)
+@pytest.mark.parametrize("n", [200_000, kernels.NOGIL_MIN_ITEMS - 1], ids=["releasing the GIL", "holding it (short)"])
+def test_compiled_kernels_give_the_jit_bits_on_real_prices(compiled, n):
+    x = _real_prices(200_000)[-n:].copy()  # the short case starts mid-series: NaN-free warm-up is not assumed
     for key, make in _calls(x).items():
         k, aot = compiled[key]
         a_args, j_args = make(), make()
@@ -111,6 +113,18 @@ def test_compiled_kernels_give_the_jit_bits_on_real_prices(compiled):
         assert _same(got, want), f"{key}: result differs"
         for out_a, out_j in zip(_outputs(a_args), _outputs(j_args), strict=True):
             assert _same(out_a, out_j), f"{key}: an output or state array differs"
+
+
+def test_a_nogil_kernel_runs_its_gil_holding_twin_below_the_threshold_only():
+    k = next(k for k in kernels._DECLARED["engine.indicators"] if k.name == "_rsi_kernel")
+    calls = []
+    fn = k.guarded(lambda *a: calls.append(("releasing", len(a[0]))), lambda *a: calls.append(("holding", len(a[0]))))
+    for n in (1, kernels.NOGIL_MIN_ITEMS - 1, kernels.NOGIL_MIN_ITEMS, 10 * kernels.NOGIL_MIN_ITEMS):
+        fn(np.ones(n), np.empty(n), np.zeros(5), 14.0)
+    m = kernels.NOGIL_MIN_ITEMS
+    assert calls == [("holding", 1), ("holding", m - 1), ("releasing", m), ("releasing", 10 * m)]
+    assert {kk.name for kk in kernels._DECLARED["engine.orders"]} and not any(  # nogil=False: never a twin
+        kk.nogil for kk in kernels._DECLARED["engine.orders"])
 
 
 def test_a_call_outside_the_signature_goes_to_the_jit_with_the_same_result(compiled):
@@ -143,24 +157,35 @@ def test_a_call_outside_the_signature_goes_to_the_jit_with_the_same_result(compi
     assert fills(*args) == kernels._DECLARED["engine.orders"][0].jit(*args)
 
 
-def test_a_nogil_compiled_kernel_lets_other_threads_run(compiled):
-    _, aot = compiled[("engine.indicators", "_rsi_kernel")]
-    x = np.cumsum(np.random.default_rng(3).normal(0, 0.01, 30_000_000)) + 100
-    out = np.empty_like(x)
+def _main_thread_turns_while(call) -> int:
+    """How often the main thread got round a loop while ``call`` ran on another thread."""
     started = threading.Event()
 
     def run():
         started.set()
-        aot(x, out, np.array([0.0, np.nan, 0.0, 0.0, np.nan]), 14.0)
+        call()
 
     t = threading.Thread(target=run)
     t.start()
     assert started.wait(10)
     n = 0
-    while t.is_alive():  # with the GIL held by the kernel this loop could not run until it returned
+    while t.is_alive():  # with the GIL held by the kernel this loop cannot run until it returns
         n += 1
     t.join(60)
-    assert n > 1000, f"the main thread ran {n} times while the kernel ran"
+    return n
+
+
+def test_a_nogil_compiled_kernel_lets_other_threads_run_and_its_twin_does_not(compiled):
+    _, aot = compiled[("engine.indicators", "_rsi_kernel")]
+    ext = kernels.load_extension(kernels.extension_path("engine.indicators"))
+    holding = getattr(ext, "_rsi_kernel" + kernels.HELD_SUFFIX)
+    x = np.cumsum(np.random.default_rng(3).normal(0, 0.01, 30_000_000)) + 100
+    out = np.empty_like(x)
+    released = _main_thread_turns_while(lambda: aot(x, out, np.array([0.0, np.nan, 0.0, 0.0, np.nan]), 14.0))
+    held = _main_thread_turns_while(lambda: holding(x, out, np.array([0.0, np.nan, 0.0, 0.0, np.nan]), 14.0))
+    assert released > 1000, f"the main thread ran {released} times while the releasing kernel ran"
+    # Holding the GIL, only the turns before the call and after its return: far fewer.
+    assert held * 10 < released, f"the main thread ran {held} times while the holding twin ran ({released} releasing)"
 
 
 def test_declaring_a_kernel_wrongly_names_it(monkeypatch):
