@@ -49,4 +49,6 @@ class VenueActor(EngineActor):
             _metrics.record_ns("feed_to_venue", waited)
             if rnd.approved or rnd.blocks:
                 _metrics.record_ns("tick_to_order_at_venue", waited)
-        self.orders.tell(self.venue.on_round(rnd))
+        rep = self.venue.on_round(rnd)
+        if rnd.wants_report or rep.events or rep.fills or rep.fill_blocks:
+            self.orders.tell(rep)

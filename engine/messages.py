@@ -306,6 +306,9 @@ class Round(_Base, frozen=True):
     end_of_stream: bool = False
     strategies: list[str] = []
     recv_wall_ns: int = 0
+    # OrderActor -> venue: False lets the venue leave out a report that would be empty
+    # (the OrderActor returned the batch's credit already; see OrderActor._quiet).
+    wants_report: bool = True
 
 
 class VenueReport(_Base, frozen=True):

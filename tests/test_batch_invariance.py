@@ -83,3 +83,26 @@ def test_a_report_rides_with_the_next_rounds_commit_and_changes_no_record(report
                        timeout_s=90)  # fmt: skip
     assert apart["journal_digest"] == grouped["journal_digest"] and apart["fills"] == grouped["fills"]
     assert rows(grouped) < 0.8 * rows(apart)  # measured: ~300 rows vs 398
+
+
+def test_rounds_that_end_at_the_order_actor_change_no_record(reports, tmp_path, monkeypatch):
+    """A quiet round's credit returns at the OrderActor without a venue report: the journal is the one with every report."""
+    from actors.order import OrderActor
+
+    quiet = []
+    original = OrderActor._quiet
+
+    def counting(self, rnd):
+        ended = original(self, rnd)
+        quiet.append(ended)
+        return ended
+
+    monkeypatch.setattr(OrderActor, "_quiet", counting)
+    short = run_replay(job_config(tmp_path / "short", TICKS, batch_size=1), str(SPY_TICKS), symbol="SPY",
+                       progress=False, timeout_s=90)  # fmt: skip
+    assert sum(quiet) > TICKS // 2  # most one-tick rounds ended at the OrderActor
+    monkeypatch.setattr(OrderActor, "_quiet", lambda self, rnd: False)
+    every = run_replay(job_config(tmp_path / "every", TICKS, batch_size=1), str(SPY_TICKS), symbol="SPY",
+                       progress=False, timeout_s=90)  # fmt: skip
+    assert short["journal_digest"] == every["journal_digest"] == reports[1]["journal_digest"]
+    assert short["fills"] == every["fills"] == reports[1]["fills"]

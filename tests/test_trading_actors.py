@@ -298,3 +298,72 @@ def test_a_held_report_whose_group_commit_fails_is_neither_applied_nor_told(tmp_
     finally:
         actor.release_resources()
         feed.stop()
+
+
+def test_a_round_with_nothing_sent_or_open_returns_its_credit_without_a_venue_report(rig, monkeypatch):
+    """A quiet round ends at the OrderActor; a round with an order, the one that fills it and a checkpoint batch report."""
+    reports: queue.Queue = queue.Queue()
+    original = OrderActor.on_report
+
+    def spying(self, rep):
+        reports.put(rep.batch_seq)
+        return original(self, rep)
+
+    monkeypatch.setattr(OrderActor, "on_report", spying)  # handlers are looked up by name on every message
+    d, _kill, got, path = rig
+    seen: list = []
+    for seq, first, orders in ((1, 0, []), (2, 1, [order("s-1", seq=1)]), (3, 2, []), (4, 3, []), (64, 4, [])):
+        round_of(d, seq, first, [100.0 + first], orders)
+        _, seen = wait_for(got, lambda m, s=seq: isinstance(m, BatchDone) and m.batch_seq == s, seen=seen)
+    # Every report the venue sends is handled before the OrderActor answers this (one mailbox, in order).
+    assert d.ask("orders", GetOrder(client_order_id="s-1")).status is OrderStatus.FILLED
+    got_reports = []
+    while not reports.empty():
+        got_reports.append(reports.get_nowait())
+    # 2: its order at the venue; 3: the tick that fills it; 64: the FeedCheckpoint batch. 1 and 4: nothing to say.
+    assert got_reports == [2, 3, 64]
+    with Journal.open(path) as j:
+        checkpoints = [r.batch_seq for _, r in j.records() if type(r).__name__ == "FeedCheckpoint"]
+    assert checkpoints == [3, 64]  # with the fill's records, and on the checkpoint batch (2 had no record to ride on)
+
+
+def test_a_venue_told_it_may_skip_its_report_still_sends_one_that_has_something_in_it():
+    from engine.messages import Fill, Round, VenueReport
+
+    class _FillingVenue:
+        def connect(self):
+            pass
+
+        def restore(self, orders):
+            pass
+
+        def on_round(self, rnd):
+            fills = [Fill(client_order_id="s-9", strategy_id="s", symbol="SPY", side=Side.BUY, quantity=1.0, price=100.0,
+                          fee=0.0, trade_id="t-1", event_seq=rnd.first_tick_seq, ts_ns=0)] if rnd.batch_seq == 2 else []
+            return VenueReport(feed=rnd.feed, batch_seq=rnd.batch_seq, symbol=rnd.symbol, fills=fills)
+
+    class _Reports(EngineActor):
+        def __init__(self, name, directory, *, inbox):
+            super().__init__(name, directory)
+            self.inbox = inbox
+
+        @handles(VenueReport)
+        def on_report(self, rep):
+            self.inbox.put(rep)
+
+    d = Directory()
+    got: queue.Queue = queue.Queue()
+    refs = [_Reports.start("orders", d, inbox=got), VenueActor.start("venue", d, venue=_FillingVenue(), readopt_timeout_s=0.5)]
+    d.register("orders", refs[0])
+    d.register("venue", refs[1])
+    try:
+        for seq in (1, 2, 3):
+            d.tell("venue", Round(feed="feed", batch_seq=seq, symbol="SPY", first_tick_seq=seq, ts_ns=None, price=None,
+                                  wants_report=seq == 3))
+        first = got.get(timeout=10)
+        assert first.batch_seq == 2 and first.fills  # not asked for, but not empty: sent
+        assert got.get(timeout=10).batch_seq == 3  # asked for: sent though empty
+        assert got.empty()  # 1: neither asked for nor anything in it
+    finally:
+        for ref in reversed(refs):
+            ref.stop()
