@@ -194,7 +194,7 @@ def kernel(*specs: str, nogil: bool = True) -> Callable[[Callable[..., Any]], An
         compiled = getattr(ext, k.name, None) if ext is not None else None
         if compiled is None:
             return k.jit
-        return k.guarded(compiled, getattr(ext, k.name + HELD_SUFFIX) if nogil else None)
+        return k.guarded(compiled, getattr(ext, k.name + HELD_SUFFIX, None) if nogil else None)
 
     return wrap
 
