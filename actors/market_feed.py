@@ -227,8 +227,10 @@ class MarketFeedActor(EngineActor):
             self._maybe_end_consumers()
         elif self.realtime_rate <= 0:
             self._schedule_pump()  # a replay pumps by message, so stats asks and heartbeats interleave
-        elif was_stalled:
-            self._pump()  # real time: what fell due while waiting goes now, without a message hop first
+        elif was_stalled or (self._loop is not None and not self._timer_armed and not self._pump_scheduled):
+            # Real time: what fell due while waiting goes now, without a message hop first; or, on a
+            # shared loop whose window was full, the timer for the next tick is armed now (see _pump).
+            self._pump()
         # else (real time, not waiting for this credit): a timer or a pump is already pending.
 
     @handles(GetFeedStats)
@@ -301,8 +303,10 @@ class MarketFeedActor(EngineActor):
         sent = self._send(budget)
         if self.realtime_rate == 0 or sent < due:
             self._schedule_pump()  # as fast as possible, or more ticks are already due
-        else:
+        elif not (self._loop is not None and self.consumers and len(self._in_flight) >= self._window):
             self._arm_timer()
+        # else the window is full: the credit coming back pumps (on_batch_done). A timer would only
+        # wake the feed to find no credit, a handler call per batch whenever the loop is saturated.
 
     def _checkpoint_due(self) -> bool:
         n = self.next_batch_seq

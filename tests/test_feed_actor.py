@@ -124,6 +124,25 @@ def test_in_real_time_a_window_of_one_batch_makes_due_ticks_ride_together(harnes
     assert len(items[1]) > 1
 
 
+def test_on_a_shared_loop_a_full_window_arms_no_timer_and_the_returning_credit_does(harness):
+    """A timer armed while the only credit is out would wake the feed just to find none (a handler per batch)."""
+    loop = SharedLoop("window")
+    sink = harness.start(Collector, "sink", feed="feed", hold=True, count_target=1, loop=loop)
+    feed = start_feed(harness, synthetic(3, chunk_rows=1000), batch_size=4096, max_in_flight=4,
+                      realtime_rate=10.0, realtime_window=1, loop=loop)  # fmt: skip
+    feed.tell(StartFeed())
+    assert sink.proxy().count_event.get().wait(WAIT)  # tick 0 went at 100 ms, and is held
+    stats = feed.ask(GetFeedStats(), timeout=5)
+    assert stats.in_flight == 1 and stats.ticks == 1
+    # Read after the feed answered; only its handlers write it, and nothing is due to run them until the release.
+    actor = feed._actor_weakref()
+    assert actor._timer_armed is False  # tick 1 falls due at 200 ms: nothing wakes the feed for it
+    sink.proxy().release().get()  # the credit comes back: it arms the timer, the rest flows
+    assert sink.proxy().done.get().wait(WAIT)
+    items = sink.proxy().items.get()
+    assert [(b.first_tick_seq, len(b)) for b in items] == [(0, 1), (1, 1), (2, 1)]  # each tick once, when due
+
+
 def test_without_a_window_real_time_uses_every_credit(harness):
     sink = harness.start(Collector, "sink", feed="feed", hold=True, count_target=4)
     feed = start_feed(harness, synthetic(100_000, chunk_rows=100_000), batch_size=16, max_in_flight=4,
