@@ -291,7 +291,7 @@ class MarketFeedActor(EngineActor):
             if self._in_flight:
                 return  # drain first: the returning credits pump again
             self._mark()
-        if self.consumers and len(self._in_flight) >= self._window:
+        if self._window_full():
             if not self._stalled:
                 self._set_stalled(True)
                 # Back-pressure: out of credits, or more ticks due than one batch carries. Waiting
@@ -303,10 +303,14 @@ class MarketFeedActor(EngineActor):
         sent = self._send(budget)
         if self.realtime_rate == 0 or sent < due:
             self._schedule_pump()  # as fast as possible, or more ticks are already due
-        elif not (self._loop is not None and self.consumers and len(self._in_flight) >= self._window):
+        elif not self._window_full():
             self._arm_timer()
         # else the window is full: the credit coming back pumps (on_batch_done). A timer would only
         # wake the feed to find no credit, a handler call per batch whenever the loop is saturated.
+
+    def _window_full(self) -> bool:
+        """Every batch the window allows is in flight: due ticks wait for a credit (and ride together)."""
+        return bool(self.consumers) and len(self._in_flight) >= self._window
 
     def _checkpoint_due(self) -> bool:
         n = self.next_batch_seq

@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -18,7 +19,7 @@ from engine import faults
 from engine.journal import Journal, WalCheckpointer
 from engine.messages import (
     BatchDone, CancelOrder, DenyReason, GetOrder, GetTradingState, KillSwitch, OrderBatch, OrderRequest, OrderStatus,
-    OrderType, OrderUpdates, SetTradingState, Side, TradingState, freeze,
+    OrderType, OrderUpdates, SetTradingState, Side, TradingState, VenueReport, freeze,
 )  # fmt: skip
 from engine.venues.paper import PaperVenue
 
@@ -28,7 +29,7 @@ class Collector(EngineActor):
         super().__init__(name, directory, supervisor)
         self.inbox = inbox
 
-    @handles(OrderUpdates, BatchDone)
+    @handles(OrderUpdates, BatchDone, VenueReport)
     def on_any(self, msg):
         self.inbox.put(msg)
 
@@ -328,32 +329,21 @@ def test_a_round_with_nothing_sent_or_open_returns_its_credit_without_a_venue_re
 
 
 def test_a_venue_told_it_may_skip_its_report_still_sends_one_that_has_something_in_it():
-    from engine.messages import Fill, Round, VenueReport
+    from engine.messages import Fill, Round
 
-    class _FillingVenue:
-        def connect(self):
-            pass
-
-        def restore(self, orders):
-            pass
-
+    class _FillingVenue(PaperVenue):  # a fill the OrderActor knew nothing of, on round 2
         def on_round(self, rnd):
-            fills = [Fill(client_order_id="s-9", strategy_id="s", symbol="SPY", side=Side.BUY, quantity=1.0, price=100.0,
-                          fee=0.0, trade_id="t-1", event_seq=rnd.first_tick_seq, ts_ns=0)] if rnd.batch_seq == 2 else []
-            return VenueReport(feed=rnd.feed, batch_seq=rnd.batch_seq, symbol=rnd.symbol, fills=fills)
-
-    class _Reports(EngineActor):
-        def __init__(self, name, directory, *, inbox):
-            super().__init__(name, directory)
-            self.inbox = inbox
-
-        @handles(VenueReport)
-        def on_report(self, rep):
-            self.inbox.put(rep)
+            rep = super().on_round(rnd)
+            if rnd.batch_seq != 2:
+                return rep
+            fill = Fill(client_order_id="s-9", strategy_id="s", symbol="SPY", side=Side.BUY, quantity=1.0, price=100.0,
+                        fee=0.0, trade_id="t-1", event_seq=rnd.first_tick_seq, ts_ns=0)
+            return msgspec.structs.replace(rep, fills=[fill])
 
     d = Directory()
     got: queue.Queue = queue.Queue()
-    refs = [_Reports.start("orders", d, inbox=got), VenueActor.start("venue", d, venue=_FillingVenue(), readopt_timeout_s=0.5)]
+    venue = _FillingVenue(config_from_dict({"instruments": [{"symbol": "SPY"}]}).venue)
+    refs = [Collector.start("orders", d, inbox=got), VenueActor.start("venue", d, venue=venue, readopt_timeout_s=0.5)]
     d.register("orders", refs[0])
     d.register("venue", refs[1])
     try:
