@@ -18,7 +18,11 @@ What it measures (keys of the JSON):
 * ``replay_latency_us`` / ``live``: HdrHistogram percentiles per stage (see
   engine/metrics.py; recorded once per batch by the actors). ``live`` runs the
   synthetic feed in real time (default 10k ticks/s) with the default RSI
-  strategy: "tick due -> order at venue" p50/p99/p99.9.
+  strategy: "tick due -> order at venue" p50/p99/p99.9. Next to it two
+  in-run floors (engine/bench_floor.py): ``wakeup_floor``, an idle thread's
+  lateness on the same schedule, and ``framework_floor``, the pipeline's
+  shape with empty handlers; ``vs_floor`` / ``vs_framework_floor`` divide
+  the engine's percentiles by them.
 * ``memory``: peak RSS of the full job at 1M and 20M ticks (the SPY ticks
   repeated with shifted timestamps), each in a fresh subprocess.
 * ``rsi``: ns/point of the engine's RSI vs TA-Lib, when TA-Lib is installed.
@@ -47,6 +51,7 @@ from typing import Any, Callable, Iterator
 import msgspec
 import numpy as np
 
+from engine.bench_floor import measure_framework_floor, measure_wakeup_floor
 from engine.data.sources import TickChunk, TickSource
 
 REPO = Path(__file__).resolve().parents[1]
@@ -500,48 +505,6 @@ LIVE_STAGES = ("feed_to_indicators", "feed_to_strategy", "feed_to_safety", "feed
                "tick_to_order_at_venue", "feed_to_report")  # fmt: skip
 
 
-def measure_wakeup_floor(seconds: float = 3.0, rate: float = 10_000.0) -> dict[str, Any]:
-    """The live figures' in-run baseline: how late a thread that does nothing wakes for each tick.
-
-    A thread with the engine's timer slack waits for the same schedule the
-    live feed releases ticks on (one every ``1/rate`` s) and records how late
-    it woke. No engine, no GIL contention: what the machine's scheduler
-    alone costs (on a shared VM its preemptions put milliseconds into the
-    tail). The engine's "tick -> venue" percentiles divided by these are the
-    figures that compare across machines.
-    """
-    from engine.assembly import tighten_timer_slack
-    from engine.metrics import PERCENTILES, new_histogram, record_many, values_at_percentiles
-
-    out: list[int] = []
-
-    def run() -> None:
-        tighten_timer_slack()
-        gate = threading.Event()  # never set: a timed wait, like the loop's
-        start = time.monotonic_ns()
-        interval = int(1e9 / rate)
-        end = start + int(seconds * 1e9)
-        k = 1
-        while True:
-            due = start + k * interval
-            if due > end:
-                return
-            now = time.monotonic_ns()
-            if due > now:
-                gate.wait((due - now) / 1e9)
-            out.append(time.monotonic_ns() - due)
-            k = max(k + 1, (time.monotonic_ns() - start) // interval + 1)  # a late wake-up skips, never bursts
-
-    thread = threading.Thread(target=run, name="bench-wakeup-floor", daemon=True)
-    thread.start()
-    thread.join(seconds + 30)
-    hist = new_histogram()
-    record_many(hist, out)
-    values = values_at_percentiles(hist, [p for _, p in PERCENTILES])
-    pct = {label: v / 1000.0 for (label, _), v in zip(PERCENTILES, values, strict=True)}
-    return {"rate": rate, "seconds": seconds, "samples": len(out), "late_us": {**pct, "max": hist.get_max_value() / 1000.0}}
-
-
 def measure_live(seconds: float = 10.0, rate: float = 10_000.0, warmup_s: float = 1.0,
                  on_engine: Callable[[Any], None] | None = None, **feed: Any) -> dict[str, Any]:
     """Real-time synthetic feed at ``rate`` ticks/s for ``seconds``: latency percentiles per stage.
@@ -629,6 +592,12 @@ def measure_rsi(prices: np.ndarray, repeat: int = 15) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- suite
+def _vs(latency_us: dict[str, Any], floor_us: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Each stage's percentiles over a floor's: the figures that compare across machines and phases."""
+    return {stage: {k: round(p[k] / max(floor_us[k], 1e-3), 2) for k in ("p50", "p99", "p99.9")}
+            for stage, p in latency_us.items() if p}  # fmt: skip
+
+
 def run_suite(data: Path, ticks: int, *, live_seconds: float = 10.0, repeats: int = 3, memory: bool = True,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     from engine.replay import ingest
@@ -657,8 +626,10 @@ def run_suite(data: Path, ticks: int, *, live_seconds: float = 10.0, repeats: in
     if live:
         floor = measure_wakeup_floor(seconds=min(live_seconds, 5.0), rate=live["rate"])
         live["wakeup_floor"] = floor
-        live["vs_floor"] = {stage: {k: round(p[k] / max(floor["late_us"][k], 1e-3), 2) for k in ("p50", "p99", "p99.9")}
-                            for stage, p in live["latency_us"].items() if p}  # fmt: skip
+        live["vs_floor"] = _vs(live["latency_us"], floor["late_us"])
+        framework = measure_framework_floor(seconds=min(live_seconds, 5.0), rate=live["rate"])
+        live["framework_floor"] = framework
+        live["vs_framework_floor"] = _vs(live["latency_us"], framework["late_us"])
         e2e = live["latency_us"].get("feed_to_venue", {})
         log(f"live {live['rate']:.0f} ticks/s: tick -> venue p50 {e2e.get('p50')} p99 {e2e.get('p99')} us")
     mem = measure_memory(data, min(ticks, 1_000_000)) if memory else None
@@ -722,6 +693,11 @@ def format_table(r: dict[str, Any]) -> str:
             f = floor["late_us"]
             rows.append(("  machine floor: an idle thread's wake-up lateness", f"p50 {f['p50']:.0f} p99 {f['p99']:.0f} "
                          f"p99.9 {f['p99.9']:.0f} us", f"n={floor['samples']}"))  # fmt: skip
+        fw = live.get("framework_floor")
+        if fw:
+            f = fw["late_us"]
+            rows.append((f"  framework floor: {fw['stages']} empty actors on one loop", f"p50 {f['p50']:.0f} p99 {f['p99']:.0f} "
+                         f"p99.9 {f['p99.9']:.0f} us", f"{fw['handler_calls_per_batch']} calls/batch"))  # fmt: skip
     mem = r.get("memory")
     if mem:
         small, big = mem["sizes"]

@@ -38,6 +38,9 @@ def test_bench_writes_every_figure(tmp_path):
     floor = r["live"]["wakeup_floor"]
     assert floor["samples"] > 0 and 0 <= floor["late_us"]["p50"] <= floor["late_us"]["p99"] <= floor["late_us"]["max"]
     assert r["live"]["vs_floor"]["feed_to_venue"]["p50"] > 0
+    framework = r["live"]["framework_floor"]
+    assert framework["stages"] == 5 and framework["samples"] > 0
+    assert r["live"]["vs_framework_floor"]["feed_to_venue"]["p50"] > 0
     mem = r["memory"]
     assert mem["sizes"] == [20_000, 400_000]
     assert mem["400000"]["ticks"] == 400_000 and mem["20000"]["ticks"] == 20_000
