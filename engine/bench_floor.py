@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from engine.metrics import PERCENTILES, new_histogram, record_many, values_at_percentiles
+from engine.metrics import new_histogram, record_many, summary_us
 
 # indicators, strategy, safety, orders, venue: the actors a quiet live tick crosses after the feed
 LIVE_STAGES = 5
@@ -37,9 +37,7 @@ LIVE_STAGES = 5
 def _summary(late_ns: list[int]) -> dict[str, float]:
     hist = new_histogram()
     record_many(hist, late_ns)
-    values = values_at_percentiles(hist, [p for _, p in PERCENTILES])
-    pct = {label: v / 1000.0 for (label, _), v in zip(PERCENTILES, values, strict=True)}
-    return {**pct, "max": hist.get_max_value() / 1000.0}
+    return summary_us(hist)
 
 
 def measure_wakeup_floor(seconds: float = 3.0, rate: float = 10_000.0) -> dict[str, Any]:
@@ -150,16 +148,16 @@ def _actor_classes() -> tuple[type, type]:
         """Passes the batch on; the last one records how long after its due time it arrived."""
 
         def __init__(self, name, directory, supervisor=None, *, then: str | None, pacer: str, record: list[int],
-                     after_ns: list[int]):  # fmt: skip
+                     record_from_ns: int):  # fmt: skip
             super().__init__(name, directory, supervisor)
-            self.then, self.pacer, self.record, self.after_ns = then, pacer, record, after_ns
+            self.then, self.pacer, self.record, self.record_from_ns = then, pacer, record, record_from_ns
 
         @handles(_Batch)
         def on_batch(self, batch: _Batch) -> None:
             if self.then is not None:
                 self.addr(self.then).tell(batch)
                 return
-            if batch.due_ns >= self.after_ns[0]:
+            if batch.due_ns >= self.record_from_ns:
                 self.record.append(time.monotonic_ns() - batch.due_ns)
             self.addr(self.pacer).tell(_Credit(seq=batch.seq))
 
@@ -181,13 +179,13 @@ def measure_framework_floor(seconds: float = 3.0, rate: float = 10_000.0, stages
     pacer_cls, stage_cls = _actor_classes()
     directory, loop = Directory(), SharedLoop("bench-floor")
     late: list[int] = []
-    after_ns = [time.monotonic_ns() + int(warmup_s * 1e9)]
+    record_from_ns = time.monotonic_ns() + int(warmup_s * 1e9)
     names = [f"floor-stage-{i}" for i in range(stages)]
     refs = []
     try:
         for i, name in enumerate(names):
             then = names[i + 1] if i + 1 < stages else None
-            refs.append(stage_cls.start(name, directory, then=then, pacer="floor-pacer", record=late, after_ns=after_ns,
+            refs.append(stage_cls.start(name, directory, then=then, pacer="floor-pacer", record=late, record_from_ns=record_from_ns,
                                         loop=loop))  # fmt: skip
             directory.register(name, refs[-1])
         pacer = pacer_cls.start("floor-pacer", directory, rate=rate, first=names[0], loop=loop)

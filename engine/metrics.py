@@ -112,6 +112,15 @@ def values_at_percentiles(hist: HdrHistogram, percentiles: Sequence[float]) -> l
     return out
 
 
+def summary_us(hist: HdrHistogram) -> dict[str, float]:
+    """A histogram of nanoseconds as the report's dict: each of PERCENTILES, ``max`` and ``count``, in µs."""
+    values = values_at_percentiles(hist, [p for _, p in PERCENTILES])
+    out = {label: v / 1000.0 for (label, _), v in zip(PERCENTILES, values, strict=True)}
+    out["max"] = hist.get_max_value() / 1000.0
+    out["count"] = float(hist.get_total_count())
+    return out
+
+
 class Registry:
     """Counters, gauges and latency histograms by key."""
 
@@ -182,11 +191,7 @@ class Registry:
         hist = self._histograms.get(stage)
         if hist is None or hist.get_total_count() == 0:
             return {}
-        values = values_at_percentiles(hist, [p for _, p in PERCENTILES])
-        out = {label: v / 1000.0 for (label, _), v in zip(PERCENTILES, values)}
-        out["max"] = hist.get_max_value() / 1000.0
-        out["count"] = float(hist.get_total_count())
-        return out
+        return summary_us(hist)
 
     def latency_us(self) -> dict[str, dict[str, float]]:
         return {stage: self.percentiles_us(stage) for stage in list(self._histograms)}
